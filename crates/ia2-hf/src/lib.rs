@@ -1,0 +1,1 @@
+//! Hugging Face model directories: resolution (local or cache), config.json, safetensors, tokenizer.

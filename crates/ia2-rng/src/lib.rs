@@ -1,0 +1,1 @@
+//! numpy-compatible random streams (PCG64 `Generator`, legacy MT19937 `RandomState`).
