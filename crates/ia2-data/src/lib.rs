@@ -2,4 +2,10 @@
 //! evaluation demo sets.
 
 pub mod cli;
+pub mod eval_demos;
+pub mod io;
+pub mod ldr;
+pub mod prepare;
 pub mod schema;
+pub mod show;
+pub mod train_sets;
