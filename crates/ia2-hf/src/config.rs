@@ -193,7 +193,7 @@ impl ModelConfig {
             Some(d) => d,
             None if arch == Arch::Qwen3 => 128,
             None => {
-                if hidden_size % num_attention_heads != 0 {
+                if !hidden_size.is_multiple_of(num_attention_heads) {
                     return Err(f.err(
                         "head_dim",
                         format!(
@@ -274,7 +274,10 @@ impl ModelConfig {
                 return Err(err(field, "must be > 0".into()));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(err(
                 "num_key_value_heads",
                 format!(
@@ -283,7 +286,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(err(
                 "head_dim",
                 format!(
