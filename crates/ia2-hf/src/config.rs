@@ -599,3 +599,44 @@ fn parse_rope(f: &Fields<'_>) -> Result<(f64, RopeScaling)> {
     };
     Ok((theta, scaling))
 }
+
+impl ModelConfig {
+    /// The tensor names a Hugging Face checkpoint of this configuration holds
+    /// (`model.embed_tokens.weight`, per-layer attention/MLP/norm weights and biases,
+    /// `model.norm.weight`, and `lm_head.weight` unless embeddings are tied).
+    pub fn expected_tensor_names(&self) -> Vec<String> {
+        let mut names = vec!["model.embed_tokens.weight".to_string()];
+        for l in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            names.push(format!("{p}.input_layernorm.weight"));
+            names.push(format!("{p}.post_attention_layernorm.weight"));
+            for proj in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+                names.push(format!("{p}.self_attn.{proj}.weight"));
+                let bias = if proj == "o_proj" {
+                    self.o_bias()
+                } else {
+                    self.qkv_bias()
+                };
+                if bias {
+                    names.push(format!("{p}.self_attn.{proj}.bias"));
+                }
+            }
+            if self.qk_norm() {
+                names.push(format!("{p}.self_attn.q_norm.weight"));
+                names.push(format!("{p}.self_attn.k_norm.weight"));
+            }
+            for proj in ["gate_proj", "up_proj", "down_proj"] {
+                names.push(format!("{p}.mlp.{proj}.weight"));
+                if self.mlp_bias {
+                    names.push(format!("{p}.mlp.{proj}.bias"));
+                }
+            }
+        }
+        names.push("model.norm.weight".to_string());
+        if !self.tie_word_embeddings {
+            names.push("lm_head.weight".to_string());
+        }
+        names.sort();
+        names
+    }
+}

@@ -254,3 +254,51 @@ fn missing_and_corrupt_files() {
         .to_string();
     assert!(e.contains("nope.safetensors"), "{e}");
 }
+
+#[test]
+fn fixture_tensor_names_match_config() {
+    for name in ["qwen3-tiny", "llama-tiny"] {
+        let Some(dir) = common::fixture_model(name) else {
+            return;
+        };
+        let c = ia2_hf::ModelConfig::from_dir(&dir).unwrap();
+        let w = Weights::open(&dir).unwrap();
+        let mut expected = c.expected_tensor_names();
+        // tied checkpoints may or may not store lm_head.weight
+        if c.tie_word_embeddings && w.contains("lm_head.weight") {
+            expected.push("lm_head.weight".into());
+            expected.sort();
+        }
+        assert_eq!(w.names(), expected, "{name}");
+        let q = w.get("model.layers.0.self_attn.q_proj.weight").unwrap();
+        assert_eq!(
+            q.shape(),
+            &[c.num_attention_heads * c.head_dim, c.hidden_size]
+        );
+        let k = w.get("model.layers.0.self_attn.k_proj.weight").unwrap();
+        assert_eq!(
+            k.shape(),
+            &[c.num_key_value_heads * c.head_dim, c.hidden_size]
+        );
+        let g = w.get("model.layers.2.mlp.gate_proj.weight").unwrap();
+        assert_eq!(g.shape(), &[c.intermediate_size, c.hidden_size]);
+    }
+}
+
+#[test]
+fn empty_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"").unwrap();
+    let e = Weights::open(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("model.safetensors"), "{e}");
+}
+
+#[test]
+fn types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Weights>();
+    check::<ia2_hf::Tokenizer>();
+    check::<ia2_hf::ModelConfig>();
+    check::<ia2_hf::Error>();
+    check::<ia2_hf::HfModelDir>();
+}
