@@ -128,6 +128,19 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Whether `encode(_, true)` prepends the BOS token (Llama 3: yes; Qwen: no). Decided by
+    /// tokenizer.json's post-processor; `add_bos_token` in tokenizer_config.json is not
+    /// consulted.
+    pub fn adds_bos_token(&self) -> bool {
+        let Some((_, bos)) = &self.special.bos else {
+            return false;
+        };
+        match (self.encode("a", true), self.encode("a", false)) {
+            (Ok(with), Ok(without)) => with.len() == without.len() + 1 && with.first() == Some(bos),
+            _ => false,
+        }
+    }
+
     /// Special tokens from tokenizer_config.json (empty if that file was absent).
     pub fn special_tokens(&self) -> &SpecialTokens {
         &self.special

@@ -60,6 +60,7 @@ fn llama_tiny_matches_fixture_input_ids_with_bos() {
     assert_eq!(s.bos, Some(("<|begin_of_text|>".to_string(), 0)));
     assert_eq!(s.eos, Some(("<|end_of_text|>".to_string(), 1)));
     assert_eq!(s.pad, None);
+    assert!(tok.adds_bos_token());
     // decode keeps special tokens unless asked to skip them
     assert!(
         tok.decode(&with, false)
@@ -80,6 +81,7 @@ fn qwen3_tiny_special_tokens_no_bos() {
     );
     let s = tok.special_tokens();
     assert_eq!(s.bos, None);
+    assert!(!tok.adds_bos_token());
     assert_eq!(s.eos.as_ref().map(|e| e.0.as_str()), Some("<|endoftext|>"));
     assert!(tok.vocab_size() <= 1024);
 }
