@@ -71,7 +71,7 @@ pub struct HubOptions {
     pub cache_dir: PathBuf,
     /// Never touch the network (HF_HUB_OFFLINE).
     pub offline: bool,
-    /// Hub endpoint (HF_ENDPOINT); None = https://huggingface.co.
+    /// Hub endpoint (HF_ENDPOINT); None = `https://huggingface.co`.
     pub endpoint: Option<String>,
     /// Show download progress bars.
     pub progress: bool,
