@@ -9,3 +9,4 @@ pub mod prepare;
 pub mod schema;
 pub mod show;
 pub mod train_sets;
+pub mod splits;

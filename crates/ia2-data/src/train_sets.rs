@@ -1,8 +1,234 @@
-//! Placeholder: `ia2 data` stage, to be implemented.
+//! `ia2 data train-sets`: training sets with ICL demos, `data/<name>/train/{N}_{run}.json`, equal in content to
+//! the seed's `create_training_datasets.py`.
+//!
+//! For each N and run `r`: `RandomState(r)` shuffles the positions of `main.json`'s `train_examples`; the first
+//! N are the training examples, the next `min(num_dev, N / 2)` the dev examples, the rest `remaining_indices`
+//! (the pool that evaluation demos are later drawn from). Demos are rendered `question + answer` strings:
+//!
+//! * default ("unique", `demo_type: "unique"`): training example `i` gets the other N-1 training examples
+//!   (a `choice` of `min(max_icl_demos, N-1)` of them when there are more), shuffled; dev example `d` reuses
+//!   training example `d`'s list;
+//! * `--fixed-demos` (`demo_type: "fixed"`, written under `train_fixed/`): one list shared by all examples,
+//!   `min(max_icl_demos, N-1)` examples drawn from `remaining_indices`, shuffled.
+//!
+//! `--shuffle-demos --num-shuffles K` only changes the file name, to `shuffled_{K}_{N}_{run}.json`, exactly as the
+//! seed: the demo orderings are re-shuffled at training time, the file content is the same.
+//!
+//! A dataset whose training pool is empty (evaluation-only) gets the seed's stub
+//! `{"remaining_indices": [0..|val_examples|)}`.
+//!
+//! Schema: [`crate::splits::schema::TrainFile`]; our `config` key records the seed and counts.
 
-#[derive(Debug, clap::Args)]
-pub struct TrainSetsArgs {}
+use crate::schema::{Example, MainFile};
+use crate::splits::common::{WriteOutcome, load_main, progress, write_unless_exists};
+use crate::splits::sample::{DemoIndices, demo_cap, training_split};
+use crate::splits::schema::{IclDemos, Split, TrainFile, render_demo};
+use anyhow::{Result, bail};
+use serde_json::json;
+use std::path::{Path, PathBuf};
 
-pub fn run(_args: TrainSetsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainSetsArgs {
+    /// Dataset name: reads `<data-dir>/<dataset>/main.json`.
+    #[arg(long)]
+    pub dataset: String,
+    /// Training-set sizes N (one file per N and run).
+    #[arg(long, num_args = 1.., required = true)]
+    pub num_train_examples: Vec<usize>,
+    /// Number of runs; run r uses seed r.
+    #[arg(long, default_value_t = 5)]
+    pub num_runs: u32,
+    /// Cap on demos per example (also capped at N-1).
+    #[arg(long, default_value_t = 48)]
+    pub max_icl_demos: usize,
+    /// Cap on dev examples (also capped at N/2).
+    #[arg(long, default_value_t = 48)]
+    pub num_dev_examples: usize,
+    /// Name files `shuffled_{K}_{N}_{run}.json` (demos are re-shuffled K times at training time).
+    #[arg(long)]
+    pub shuffle_demos: bool,
+    /// K for `--shuffle-demos`.
+    #[arg(long, default_value_t = 5)]
+    pub num_shuffles: usize,
+    /// One shared demo list drawn from the remaining pool; files go to `train_fixed/`.
+    #[arg(long)]
+    pub fixed_demos: bool,
+    /// Root data directory.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Rebuild files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl TrainSetsArgs {
+    /// Output path of one (N, run) file.
+    pub fn output_path(&self, n: usize, run: u32) -> PathBuf {
+        train_file_path(
+            &self.data_dir,
+            &self.dataset,
+            n,
+            run,
+            self.fixed_demos,
+            self.shuffle_demos.then_some(self.num_shuffles),
+        )
+    }
+}
+
+/// `<data_dir>/<name>/{train|train_fixed}/[shuffled_{K}_]{N}_{run}.json`.
+pub fn train_file_path(
+    data_dir: &Path,
+    name: &str,
+    n: usize,
+    run: u32,
+    fixed: bool,
+    shuffles: Option<usize>,
+) -> PathBuf {
+    let dir = data_dir
+        .join(name)
+        .join(if fixed { "train_fixed" } else { "train" });
+    match shuffles {
+        Some(k) => dir.join(format!("shuffled_{k}_{n}_{run}.json")),
+        None => dir.join(format!("{n}_{run}.json")),
+    }
+}
+
+/// Builds the content of one training file (pure: no I/O).
+pub fn build_train_file(
+    main: &MainFile,
+    args: &TrainSetsArgs,
+    n: usize,
+    run: u32,
+) -> Result<TrainFile> {
+    let pool = &main.train_examples;
+    if pool.is_empty() {
+        return Ok(TrainFile {
+            train: None,
+            dev: None,
+            remaining_indices: (0..main.val_examples.len()).collect(),
+            demo_type: None,
+            config: None,
+        });
+    }
+    if n > pool.len() {
+        bail!(
+            "N = {n} training examples requested but dataset {:?} has only {} train_examples",
+            args.dataset,
+            pool.len()
+        );
+    }
+    let s = training_split(
+        pool.len(),
+        n,
+        args.num_dev_examples,
+        args.max_icl_demos,
+        args.fixed_demos,
+        run,
+    );
+    if s.dev.len() < args.num_dev_examples.min(n / 2) {
+        tracing::warn!(
+            "N = {n}: the pool of {} leaves only {} dev examples",
+            pool.len(),
+            s.dev.len()
+        );
+    }
+    let pick = |ids: &[usize]| -> Vec<Example> { ids.iter().map(|&i| pool[i].clone()).collect() };
+    let train_examples = pick(&s.train);
+    let dev_examples = pick(&s.dev);
+    let (train_demos, dev_demos, demo_type) = match &s.demos {
+        DemoIndices::PerExample(lists) => {
+            let rendered: Vec<Vec<String>> = lists
+                .iter()
+                .map(|l| l.iter().map(|&p| render_demo(&train_examples[p])).collect())
+                .collect();
+            let dev = rendered[..dev_examples.len().min(rendered.len())].to_vec();
+            (
+                IclDemos::PerExample(rendered),
+                IclDemos::PerExample(dev),
+                "unique",
+            )
+        }
+        DemoIndices::Fixed(ids) => {
+            let rendered: Vec<String> = ids.iter().map(|&i| render_demo(&pool[i])).collect();
+            (
+                IclDemos::Fixed(rendered.clone()),
+                IclDemos::Fixed(rendered),
+                "fixed",
+            )
+        }
+    };
+    let config = json!({
+        "tool": "ia2 data train-sets",
+        "dataset": args.dataset,
+        "seed": run,
+        "num_train_examples": n,
+        "num_dev_examples": s.dev.len(),
+        "max_icl_demos": args.max_icl_demos,
+        "demos_per_example": demo_cap(args.max_icl_demos, n),
+        "pool_size": pool.len(),
+        "demo_type": demo_type,
+        "shuffle_demos": args.shuffle_demos,
+        "num_shuffles": args.shuffle_demos.then_some(args.num_shuffles),
+        "train_idx": s.train,
+        "dev_idx": s.dev,
+    });
+    Ok(TrainFile {
+        train: Some(Split {
+            examples: train_examples,
+            icl_demos: train_demos,
+        }),
+        dev: Some(Split {
+            examples: dev_examples,
+            icl_demos: dev_demos,
+        }),
+        remaining_indices: s.remaining,
+        demo_type: Some(demo_type.to_string()),
+        config: Some(config),
+    })
+}
+
+pub fn run(args: TrainSetsArgs) -> Result<()> {
+    let main = load_main(&args.data_dir, &args.dataset)?;
+    if main.train_examples.is_empty() {
+        tracing::warn!(
+            "dataset {:?} has no train_examples: writing the seed's evaluation-only stub (remaining_indices over {} val_examples)",
+            args.dataset,
+            main.val_examples.len()
+        );
+    }
+    // Check every N before writing anything.
+    if !main.train_examples.is_empty() {
+        if let Some(&n) = args
+            .num_train_examples
+            .iter()
+            .find(|&&n| n > main.train_examples.len())
+        {
+            bail!(
+                "N = {n} training examples requested but dataset {:?} has only {} train_examples",
+                args.dataset,
+                main.train_examples.len()
+            );
+        }
+    }
+    let jobs: Vec<(usize, u32)> = args
+        .num_train_examples
+        .iter()
+        .flat_map(|&n| (0..args.num_runs).map(move |r| (n, r)))
+        .collect();
+    let pb = progress(jobs.len(), &format!("{} training sets", args.dataset));
+    let (mut written, mut skipped) = (0, 0);
+    for (n, r) in jobs {
+        let path = args.output_path(n, r);
+        match write_unless_exists(&path, args.force, || build_train_file(&main, &args, n, r))? {
+            WriteOutcome::Written => written += 1,
+            WriteOutcome::Skipped => skipped += 1,
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    tracing::info!(
+        "{}: {written} training files written, {skipped} skipped",
+        args.dataset
+    );
+    Ok(())
 }
