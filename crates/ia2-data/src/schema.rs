@@ -30,3 +30,26 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
         ))),
     }
 }
+
+impl Example {
+    /// The example as an in-context demo: question immediately followed by its answer.
+    pub fn as_demo(&self) -> String {
+        format!("{}{}", self.question, self.answer)
+    }
+}
+
+/// The ICL prompt the model sees: `"\n\n".join(demos) + "\n\n" + query.question`; without demos, the bare
+/// question.
+pub fn icl_prompt(demos: &[&Example], query: &Example) -> String {
+    if demos.is_empty() {
+        return query.question.clone();
+    }
+    let mut s = demos
+        .iter()
+        .map(|d| d.as_demo())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    s.push_str("\n\n");
+    s.push_str(&query.question);
+    s
+}
