@@ -197,18 +197,17 @@ pub fn run(args: TrainSetsArgs) -> Result<()> {
         );
     }
     // Check every N before writing anything.
-    if !main.train_examples.is_empty() {
-        if let Some(&n) = args
+    if !main.train_examples.is_empty()
+        && let Some(&n) = args
             .num_train_examples
             .iter()
             .find(|&&n| n > main.train_examples.len())
-        {
-            bail!(
-                "N = {n} training examples requested but dataset {:?} has only {} train_examples",
-                args.dataset,
-                main.train_examples.len()
-            );
-        }
+    {
+        bail!(
+            "N = {n} training examples requested but dataset {:?} has only {} train_examples",
+            args.dataset,
+            main.train_examples.len()
+        );
     }
     let jobs: Vec<(usize, u32)> = args
         .num_train_examples
