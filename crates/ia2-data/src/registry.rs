@@ -286,13 +286,17 @@ impl AnswerParser {
     }
 }
 
-/// Last number in `s` (digits with optional commas/decimal), normalised like the seed: commas removed,
-/// integral values printed as integers.
+/// Last number in `s` (digits with optional commas/decimal, and a leading `-`, which the seed's regexes
+/// dropped), normalised like the seed: commas removed, integral values printed as integers.
 fn last_number(s: &str) -> Option<String> {
     let mut last: Option<String> = None;
     let mut cur = String::new();
+    let mut prev = ' ';
     for c in s.chars().chain(std::iter::once(' ')) {
         if c.is_ascii_digit() || ((c == ',' || c == '.') && !cur.is_empty()) {
+            if cur.is_empty() && prev == '-' {
+                cur.push('-');
+            }
             cur.push(c);
         } else if !cur.is_empty() {
             let t = cur.trim_end_matches([',', '.']).replace(',', "");
@@ -301,6 +305,7 @@ fn last_number(s: &str) -> Option<String> {
             }
             cur.clear();
         }
+        prev = c;
     }
     let t = last?;
     match t.parse::<f64>() {
