@@ -424,3 +424,99 @@ fn ldr_files_have_disjoint_demos_and_distinct_bounded_orders() {
         "{err}"
     );
 }
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: ia2_data::cli::DataCommand,
+}
+
+/// The flags parse as documented (and clap's own consistency checks pass).
+#[test]
+fn cli_flags_parse() {
+    use clap::{CommandFactory, Parser};
+    use ia2_data::cli::DataCommand;
+    Cli::command().debug_assert();
+    let cli = Cli::try_parse_from([
+        "data",
+        "train-sets",
+        "--dataset",
+        "sst2",
+        "--num-train-examples",
+        "2",
+        "4",
+        "8",
+        "--num-runs",
+        "5",
+        "--max-icl-demos",
+        "256",
+        "--num-dev-examples",
+        "48",
+        "--shuffle-demos",
+        "--num-shuffles",
+        "3",
+        "--force",
+    ])
+    .unwrap();
+    let DataCommand::TrainSets(a) = cli.cmd else {
+        panic!("train-sets")
+    };
+    assert_eq!(a.num_train_examples, vec![2, 4, 8]);
+    assert_eq!(
+        (
+            a.num_runs,
+            a.max_icl_demos,
+            a.num_dev_examples,
+            a.num_shuffles
+        ),
+        (5, 256, 48, 3)
+    );
+    assert!(a.shuffle_demos && a.force && !a.fixed_demos);
+    assert_eq!(a.data_dir, PathBuf::from("data"));
+    let cli = Cli::try_parse_from([
+        "data",
+        "eval-demos",
+        "--eval-dataset",
+        "sst2",
+        "--icl-source",
+        "finsen",
+        "--num-train-examples",
+        "16",
+        "--icl-max-demos",
+        "4",
+        "48",
+        "--no-n-cap",
+    ])
+    .unwrap();
+    let DataCommand::EvalDemos(a) = cli.cmd else {
+        panic!("eval-demos")
+    };
+    assert_eq!(
+        (a.icl_max_demos, a.no_n_cap, a.num_runs),
+        (vec![4, 48], true, 5)
+    );
+    let cli = Cli::try_parse_from([
+        "data",
+        "ldr",
+        "--dataset",
+        "sst2",
+        "--num-labelled",
+        "8",
+        "--num-unlabelled",
+        "1000",
+        "--max-permutations",
+        "24",
+    ])
+    .unwrap();
+    let DataCommand::Ldr(a) = cli.cmd else {
+        panic!("ldr")
+    };
+    assert_eq!(
+        (a.num_labelled, a.num_unlabelled, a.max_permutations),
+        (vec![8], vec![1000], vec![24])
+    );
+    assert!(
+        Cli::try_parse_from(["data", "train-sets", "--dataset", "sst2"]).is_err(),
+        "N is required"
+    );
+}
