@@ -82,7 +82,8 @@ pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     assert!(n > 0, "percentile of an empty list");
     let q = q / 100.0;
     // numpy: virtual index = n*q + (alpha + q*(1 - alpha - beta) - 1) with alpha = beta = 1.
-    let vi = n as f64 * q + (1.0 + q * (1.0 - 1.0 - 1.0) - 1.0);
+    let (alpha, beta) = (1.0f64, 1.0f64);
+    let vi = n as f64 * q + (alpha + q * (1.0 - alpha - beta) - 1.0);
     if vi >= (n - 1) as f64 {
         return sorted[n - 1];
     }

@@ -329,6 +329,12 @@ fn bbc_categories(dir: &Path) -> Option<()> {
 pub fn read_split(source: &Path, spec: &DatasetSpec, split: Split) -> Result<SplitData> {
     let single = spec.pools.splits().len() == 1;
     let (format, files) = locate(source, spec, split, single)?;
+    if format == Format::BbcDir {
+        tracing::warn!(
+            "reading the original BBC folders: all 2,225 articles form the pool; SetFit/bbc-news's test split \
+             (and its lower-cased text) cannot be reproduced from them, so prompts differ from the seed's"
+        );
+    }
     tracing::info!(dataset = %spec.id, split = split.hf_name(), format = format.name(), files = files.len(), "reading source");
     let mut rows: Vec<RawRow> = Vec::new();
     for f in &files {
