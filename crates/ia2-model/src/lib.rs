@@ -1,1 +1,15 @@
-pub fn x() {}
+//! The causal LM decoder (Qwen3, Qwen2, Llama) in burn: loading, one forward pass with adapters,
+//! KV cache, and capture of logits and attention outputs at chosen positions.
+
+pub mod adapter;
+pub mod batch;
+pub mod config;
+pub mod decoder;
+pub mod hf;
+pub mod rope;
+
+pub use adapter::Adapter;
+pub use batch::{Batch, Capture, KvCache, Output, Positions};
+pub use config::{Arch, ModelConfig, Proj, RopeScaling};
+pub use decoder::{Decoder, Linear, RmsNorm, WeightSource};
+pub use hf::load_decoder;

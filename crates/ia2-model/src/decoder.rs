@@ -1,0 +1,462 @@
+//! The decoder: one forward pass for training, teacher collection, generation and inspection.
+//!
+//! Parameter names mirror Hugging Face checkpoints (`model.layers.{i}.self_attn.q_proj.weight`, ...).
+//! Linear weights stay in the checkpoint layout `[out, in]` and are multiplied through a transposed view,
+//! so loading, merging and PEFT export never shuffle memory. Weights may be held in bf16/f16; every
+//! operation computes in f32.
+
+use crate::adapter::{Adapter, slot};
+use crate::batch::{Batch, Capture, KvCache, Output};
+use crate::config::{ModelConfig, Proj};
+use crate::rope;
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::activation::silu;
+use burn::tensor::module::{attention, embedding, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
+
+/// Where the decoder's weights come from (a safetensors checkpoint, a test, a merged adapter).
+pub trait WeightSource {
+    /// The tensor called `name` converted to `dtype`; an error names the tensor when it is missing.
+    fn tensor(&self, name: &str, dtype: DType) -> Result<TensorData>;
+    /// Whether the source has a tensor called `name`.
+    fn contains(&self, name: &str) -> bool;
+}
+
+/// A frozen linear projection, weight `[out, in]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor<2>,
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(
+            x,
+            f32_view(&self.weight).transpose(),
+            self.bias.as_ref().map(f32_view),
+        )
+    }
+}
+
+/// RMSNorm as in transformers (`weight * x / sqrt(mean(x²) + eps)`, in f32).
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor<1>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let inv = x
+            .clone()
+            .square()
+            .mean_dim(D - 1)
+            .add_scalar(self.eps)
+            .sqrt()
+            .recip();
+        x * inv * f32_view(&self.weight).unsqueeze()
+    }
+}
+
+/// One decoder layer.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+    /// Indexed by [`Proj::index`].
+    pub proj: Vec<Linear>,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+}
+
+/// A causal decoder-only language model (Qwen3, Qwen2, Llama).
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub config: ModelConfig,
+    pub embed_tokens: Tensor<2>,
+    pub layers: Vec<Layer>,
+    pub norm: RmsNorm,
+    /// `[vocab, hidden]`; `None` when tied to the input embeddings.
+    pub lm_head: Option<Tensor<2>>,
+    inv_freq: Vec<f32>,
+    device: Device,
+}
+
+fn f32_view<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
+    if t.dtype() == DType::F32 {
+        t.clone()
+    } else {
+        t.clone().cast(DType::F32)
+    }
+}
+
+impl Decoder {
+    /// Builds the decoder from a weight source, holding weights in `dtype` on `device`.
+    /// Every tensor's shape is checked against the configuration.
+    pub fn load(
+        config: ModelConfig,
+        source: &dyn WeightSource,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let c = &config;
+        let load2 = |name: &str, shape: [usize; 2]| -> Result<Tensor<2>> {
+            let data = source.tensor(name, dtype)?;
+            ensure!(
+                data.shape().as_slice() == shape,
+                "tensor {name}: expected shape {shape:?}, found {:?}",
+                data.shape().as_slice()
+            );
+            Ok(Tensor::from_data(data, (device, dtype)))
+        };
+        let load1 = |name: &str, len: usize| -> Result<Tensor<1>> {
+            let data = source.tensor(name, dtype)?;
+            ensure!(
+                data.shape().as_slice() == [len],
+                "tensor {name}: expected shape [{len}], found {:?}",
+                data.shape().as_slice()
+            );
+            Ok(Tensor::from_data(data, (device, dtype)))
+        };
+        let norm = |name: &str, len: usize| -> Result<RmsNorm> {
+            Ok(RmsNorm {
+                weight: load1(name, len)?,
+                eps: c.rms_norm_eps,
+            })
+        };
+        let embed_tokens = load2("model.embed_tokens.weight", [c.vocab_size, c.hidden_size])?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for l in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            let mut proj = Vec::with_capacity(Proj::ALL.len());
+            for pr in Proj::ALL {
+                let (fan_in, fan_out) = pr.shape(c);
+                let base = pr.path(l);
+                let weight = load2(&format!("{base}.weight"), [fan_out, fan_in])?;
+                let bias = if pr.has_bias(c) {
+                    Some(load1(&format!("{base}.bias"), fan_out)?)
+                } else {
+                    None
+                };
+                proj.push(Linear { weight, bias });
+            }
+            let (q_norm, k_norm) = if c.qk_norm() {
+                (
+                    Some(norm(&format!("{p}.self_attn.q_norm.weight"), c.head_dim)?),
+                    Some(norm(&format!("{p}.self_attn.k_norm.weight"), c.head_dim)?),
+                )
+            } else {
+                (None, None)
+            };
+            layers.push(Layer {
+                input_layernorm: norm(&format!("{p}.input_layernorm.weight"), c.hidden_size)?,
+                post_attention_layernorm: norm(
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    c.hidden_size,
+                )?,
+                proj,
+                q_norm,
+                k_norm,
+            });
+        }
+        let norm_f = norm("model.norm.weight", c.hidden_size)?;
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(load2("lm_head.weight", [c.vocab_size, c.hidden_size])?)
+        };
+        let inv_freq = c.rope_inv_freq().into_iter().map(|f| f as f32).collect();
+        Ok(Decoder {
+            config,
+            embed_tokens,
+            layers,
+            norm: norm_f,
+            lm_head,
+            inv_freq,
+            device: device.clone(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A fresh cache for `batch` rows, seeded with prefix-tuning keys/values when `adapter` is a prefix.
+    pub fn new_cache(&self, batch: usize, adapter: Option<&Adapter>) -> KvCache {
+        let c = &self.config;
+        let mut cache = KvCache::empty(c.num_hidden_layers, batch);
+        if let Some(Adapter::Prefix { embeddings }) = adapter {
+            let n = embeddings.dims()[0];
+            // [N, layers*2*kvh*hd] -> [N, layers*2, kvh, hd] -> [layers*2, kvh, N, hd]
+            let kv = f32_view(embeddings)
+                .reshape([
+                    n,
+                    c.num_hidden_layers * 2,
+                    c.num_key_value_heads,
+                    c.head_dim,
+                ])
+                .permute([1, 2, 0, 3]);
+            for l in 0..c.num_hidden_layers {
+                let take = |i: usize| {
+                    kv.clone()
+                        .narrow(0, i, 1)
+                        .expand([batch, c.num_key_value_heads, n, c.head_dim])
+                };
+                cache.layers[l] = Some((take(2 * l), take(2 * l + 1)));
+            }
+            cache.valid = vec![vec![true; n]; batch];
+            cache.next_pos = vec![n; batch];
+        }
+        cache
+    }
+
+    /// Runs the decoder over `batch`, appending to `cache`, and returns what `capture` asks for.
+    ///
+    /// With a prompt-tuning adapter the virtual tokens are prepended on the first call of a cache.
+    /// Gradients flow to every adapter tensor that requires them; base weights are constants.
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        cache: &mut KvCache,
+        adapter: Option<&Adapter>,
+        capture: &Capture,
+    ) -> Result<Output> {
+        let c = &self.config;
+        ensure!(batch.batch > 0 && batch.seq > 0, "empty batch");
+        ensure!(
+            cache.batch() == batch.batch,
+            "cache holds {} rows, the batch has {}",
+            cache.batch(),
+            batch.batch
+        );
+        if let Some(&bad) = batch.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+            bail!(
+                "token id {bad} is out of range for a vocabulary of {}",
+                c.vocab_size
+            );
+        }
+        let (b, s) = (batch.batch, batch.seq);
+        let virt = match adapter {
+            Some(Adapter::Prompt { embeddings }) if !cache.prompt_done => embeddings.dims()[0],
+            _ => 0,
+        };
+        let total = virt + s;
+        let logit_pos = capture
+            .logits
+            .resolve(b, virt, s)
+            .context("logits positions")?;
+        let attn_pos = capture
+            .attn
+            .resolve(b, virt, s)
+            .context("attention positions")?;
+
+        // Token embeddings, with prompt-tuning virtual tokens in front.
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                batch.ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                [b, s],
+            ),
+            &self.device,
+        );
+        let mut x = f32_view(&embedding(self.embed_tokens.clone(), ids));
+        if let Some(Adapter::Prompt { embeddings }) = adapter.filter(|_| virt > 0) {
+            let prompt =
+                f32_view(embeddings)
+                    .unsqueeze_dim::<3>(0)
+                    .expand([b, virt, c.hidden_size]);
+            x = Tensor::cat(vec![prompt, x], 1);
+        }
+
+        // Position ids and the attention mask, from the cache bookkeeping and the padding mask.
+        let past = cache.len();
+        let mut positions = Vec::with_capacity(b * total);
+        let mut masked = Vec::with_capacity(b * total * (past + total));
+        for row in 0..b {
+            let new_valid: Vec<bool> = std::iter::repeat_n(true, virt)
+                .chain(batch.mask_row(row).iter().copied())
+                .collect();
+            let mut next = cache.next_pos[row];
+            for &v in &new_valid {
+                positions.push(if v { next } else { 0 });
+                next += usize::from(v);
+            }
+            cache.next_pos[row] = next;
+            cache.valid[row].extend(new_valid);
+            let valid = &cache.valid[row];
+            for t in 0..total {
+                let q = past + t;
+                masked.extend((0..past + total).map(|j| !((valid[j] && j <= q) || j == q)));
+            }
+        }
+        cache.prompt_done |= virt > 0;
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, &positions);
+        let rope_shape = [b, 1, total, c.head_dim];
+        let cos = Tensor::<4>::from_data(TensorData::new(cos, rope_shape), &self.device);
+        let sin = Tensor::<4>::from_data(TensorData::new(sin, rope_shape), &self.device);
+        let mask = Tensor::<4, Bool>::from_data(
+            TensorData::new(masked, [b, 1, total, past + total]),
+            &self.device,
+        )
+        .expand([b, c.num_attention_heads, total, past + total]);
+
+        let mut attn_out = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let a = self.attention(
+                l,
+                layer,
+                layer.input_layernorm.forward(x.clone()),
+                &cos,
+                &sin,
+                &mask,
+                cache,
+                adapter,
+            );
+            if capture.attn != crate::batch::Positions::None {
+                attn_out.push(gather(a.clone(), &attn_pos, &self.device));
+            }
+            let h = x + a;
+            let m = self.mlp(
+                l,
+                layer.post_attention_layernorm.forward(h.clone()),
+                adapter,
+            );
+            x = h + m;
+        }
+
+        let logits = if logit_pos.iter().all(Vec::is_empty) {
+            None
+        } else {
+            let h = self.norm.forward(gather(x, &logit_pos, &self.device));
+            let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+            Some(h.matmul(f32_view(head).transpose().unsqueeze()))
+        };
+        Ok(Output {
+            logits,
+            attn: attn_out,
+            virtual_tokens: virt,
+        })
+    }
+
+    /// One projection, with the adapter's LoRA delta or IA3 scaling when it targets it.
+    fn project(&self, l: usize, proj: Proj, x: Tensor<3>, adapter: Option<&Adapter>) -> Tensor<3> {
+        let base = &self.layers[l].proj[proj.index()];
+        match adapter {
+            Some(Adapter::Lora { scaling, pairs }) => match &pairs[slot(l, proj)] {
+                Some(p) => {
+                    let delta = linear(
+                        linear(x.clone(), p.a.clone().transpose(), None),
+                        p.b.clone().transpose(),
+                        None,
+                    );
+                    base.forward(x) + delta.mul_scalar(*scaling)
+                }
+                None => base.forward(x),
+            },
+            Some(Adapter::Ia3 { vectors }) => match &vectors[slot(l, proj)] {
+                Some(v) if v.on_input => base.forward(x * v.scale.clone().unsqueeze()),
+                Some(v) => base.forward(x) * v.scale.clone().unsqueeze(),
+                None => base.forward(x),
+            },
+            _ => base.forward(x),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        l: usize,
+        layer: &Layer,
+        x: Tensor<3>,
+        cos: &Tensor<4>,
+        sin: &Tensor<4>,
+        mask: &Tensor<4, Bool>,
+        cache: &mut KvCache,
+        adapter: Option<&Adapter>,
+    ) -> Tensor<3> {
+        let c = &self.config;
+        let [b, s, _] = x.dims();
+        let heads = |t: Tensor<3>, n: usize, norm: &Option<RmsNorm>| {
+            let t = t.reshape([b, s, n, c.head_dim]);
+            let t = match norm {
+                Some(norm) => norm.forward(t),
+                None => t,
+            };
+            t.swap_dims(1, 2)
+        };
+        let q = heads(
+            self.project(l, Proj::Q, x.clone(), adapter),
+            c.num_attention_heads,
+            &layer.q_norm,
+        );
+        let k = heads(
+            self.project(l, Proj::K, x.clone(), adapter),
+            c.num_key_value_heads,
+            &layer.k_norm,
+        );
+        let v = heads(
+            self.project(l, Proj::V, x, adapter),
+            c.num_key_value_heads,
+            &None,
+        );
+        let (q, k) = (apply_rope(q, cos, sin), apply_rope(k, cos, sin));
+        let (k, v) = match cache.layers[l].take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        cache.layers[l] = Some((k.clone(), v.clone()));
+        let (k, v) = (repeat_kv(k, c.kv_groups()), repeat_kv(v, c.kv_groups()));
+        let out = attention(
+            q,
+            k,
+            v,
+            Some(mask.clone()),
+            None,
+            AttentionModuleOptions::default(),
+        );
+        let out = out
+            .swap_dims(1, 2)
+            .reshape([b, s, c.num_attention_heads * c.head_dim]);
+        self.project(l, Proj::O, out, adapter)
+    }
+
+    fn mlp(&self, l: usize, x: Tensor<3>, adapter: Option<&Adapter>) -> Tensor<3> {
+        let gate = silu(self.project(l, Proj::Gate, x.clone(), adapter));
+        let up = self.project(l, Proj::Up, x, adapter);
+        self.project(l, Proj::Down, gate * up, adapter)
+    }
+}
+
+/// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = [-x2, x1]`.
+fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let half = x.dims()[3] / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// `[b, kv_heads, t, d]` -> `[b, kv_heads * groups, t, d]`, each kv head repeated for its query group.
+fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, h, t, d] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, h, groups, t, d])
+        .reshape([b, h * groups, t, d])
+}
+
+/// Rows of `x: [b, s, h]` at per-row positions -> `[b, p, h]`.
+fn gather(x: Tensor<3>, positions: &[Vec<usize>], device: &Device) -> Tensor<3> {
+    let [b, s, h] = x.dims();
+    let p = positions.first().map_or(0, Vec::len);
+    let flat: Vec<i64> = positions
+        .iter()
+        .enumerate()
+        .flat_map(|(row, ps)| ps.iter().map(move |&i| (row * s + i) as i64))
+        .collect();
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(flat, [b * p]), device);
+    x.reshape([b * s, h]).select(0, idx).reshape([b, p, h])
+}
