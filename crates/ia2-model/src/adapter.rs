@@ -1,20 +1,23 @@
 //! Adapters as the forward pass sees them: LoRA, IA3, prompt tuning, prefix tuning.
 //!
-//! Tensors here are in the decoder's layout (linear weights `[in, out]`); PEFT file layouts and naming live
-//! in `ia2-adapters`. Trainable tensors are ordinary tensors on an autodiff device marked `require_grad`;
-//! the frozen base weights never are, so backward computes no weight gradient for them.
+//! Tensors here keep PEFT's layouts (LoRA `A: [r, in]`, `B: [out, r]`, like the decoder's `[out, in]`
+//! weights); PEFT file naming, configuration and merging live in `ia2-adapters`. Trainable tensors are
+//! ordinary tensors on an autodiff device marked `require_grad`; the frozen base weights never are, so
+//! backward computes no weight gradient for them.
 
 use crate::config::Proj;
 use burn::tensor::Tensor;
 
-/// `y = x W + scaling · (x A) B`, `A: [in, r]`, `B: [r, out]` (PEFT's `lora_A.weight` is `A^T`).
+/// `y = x Wᵀ + scaling · (x Aᵀ) Bᵀ` with `A: [r, in]` (PEFT's `lora_A.weight`) and `B: [out, r]`
+/// (PEFT's `lora_B.weight`).
 #[derive(Debug, Clone)]
 pub struct LoraPair {
     pub a: Tensor<2>,
     pub b: Tensor<2>,
 }
 
-/// IA3 vector for one projection: scales the input (feed-forward modules, `[in]`) or the output (`[out]`).
+/// IA3 vector for one projection: scales the input (feed-forward modules, `[in]`; PEFT's `ia3_l` is
+/// `[1, in]`) or the output (`[out]`; PEFT's `ia3_l` is `[out, 1]`).
 #[derive(Debug, Clone)]
 pub struct Ia3Vector {
     pub scale: Tensor<1>,

@@ -3,8 +3,11 @@
 
 pub mod adapter;
 pub mod batch;
+pub mod builtin;
+pub mod bench;
 pub mod config;
 pub mod decoder;
+pub mod generate;
 pub mod hf;
 pub mod rope;
 
@@ -13,3 +16,4 @@ pub use batch::{Batch, Capture, KvCache, Output, Positions};
 pub use config::{Arch, ModelConfig, Proj, RopeScaling};
 pub use decoder::{Decoder, Linear, RmsNorm, WeightSource};
 pub use hf::load_decoder;
+pub use generate::{GenerateOptions, Generated, StopReason, greedy};
