@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub const BUILTIN_MODELS: [&str; 2] = ["tiny-qwen3", "tiny-llama"];
 
 /// Bumped whenever the generated files change, so stale cached copies are never reused.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const EOS: &str = "<|endoftext|>";
 const EOS_ID: u32 = 256;
 
@@ -27,7 +27,7 @@ pub fn builtin_config(name: &str) -> Result<ModelConfig> {
     };
     let config = ModelConfig {
         arch,
-        vocab_size: 320,
+        vocab_size: 257,
         hidden_size: 64,
         intermediate_size: 160,
         num_hidden_layers: 4,

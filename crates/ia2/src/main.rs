@@ -1,12 +1,23 @@
 //! `ia2`: ICL Activation Alignment research toolkit.
 
+mod activations;
+mod generate;
+mod model;
+mod output;
+mod prompts;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ia2",
     version,
-    about = "ICL Activation Alignment (IA2): data, training, evaluation, analysis"
+    about = "ICL Activation Alignment (IA2): data, models, adapters, generation and inspection",
+    long_about = "ICL Activation Alignment (IA2): train small adapters on a frozen causal LM so that, without \
+demos in the prompt, its self-attention outputs imitate those it produces with in-context demos.\n\n\
+Models: a local Hugging Face directory (--model DIR), a hub id from the Hugging Face cache \
+(--model-id Qwen/Qwen3-4B-Base), or a built-in tiny random model (builtin:tiny-qwen3) for smoke tests.\n\
+Logging: RUST_LOG=debug|info|warn (default info)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,6 +29,12 @@ enum Command {
     /// Benchmarks: prepare datasets, build training sets with ICL demos and evaluation demo sets.
     #[command(subcommand)]
     Data(ia2_data::cli::DataCommand),
+    /// Greedy generation (batched, KV cache, EOS and stop strings), optionally with a PEFT adapter.
+    Generate(generate::GenerateArgs),
+    /// Write logits and per-layer self-attention outputs of prompts or token ids to a safetensors file.
+    Activations(activations::ActivationsArgs),
+    /// Measure the training step and greedy decoding speed (with and without the KV cache).
+    Bench(ia2_model::bench::BenchArgs),
 }
 
 fn main() {
@@ -31,6 +48,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(cmd) => ia2_data::cli::run(cmd),
+        Command::Generate(args) => generate::run(args),
+        Command::Activations(args) => activations::run(args),
+        Command::Bench(args) => ia2_model::bench::run(&args).map(|report| println!("{report}")),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,0 +1,125 @@
+//! `--model` / `--model-id` / `--adapter` options shared by every command that runs a model.
+
+use anyhow::{Context, Result};
+use burn::tensor::{DType, Device};
+use ia2_hf::{GenerationConfig, HfModelDir, ModelSource, Tokenizer};
+use ia2_model::{Adapter, Decoder, builtin};
+use std::path::PathBuf;
+use tracing::info;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Local model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json), or
+    /// `builtin:tiny-qwen3` / `builtin:tiny-llama`: tiny seeded random models for smoke tests.
+    #[arg(long, default_value = "builtin:tiny-qwen3", conflicts_with = "model_id")]
+    pub model: String,
+    /// Hugging Face model id (e.g. Qwen/Qwen3-4B-Base), resolved from $HF_HOME / ~/.cache/huggingface/hub;
+    /// missing files are downloaded when a network is available and HF_HUB_OFFLINE is not set.
+    #[arg(long)]
+    pub model_id: Option<String>,
+    /// Revision (branch, tag or commit) for --model-id.
+    #[arg(long, requires = "model_id")]
+    pub revision: Option<String>,
+    /// Precision the weights are held in; computation is always f32.
+    #[arg(long, value_enum, default_value_t = WeightDtype::F32)]
+    pub dtype: WeightDtype,
+    /// PEFT adapter directory (adapter_config.json + adapter_model.safetensors): LoRA, IA3, prompt or prefix tuning.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Merge a LoRA / IA3 adapter into the weights before running (faster; same outputs up to rounding).
+    #[arg(long, requires = "adapter")]
+    pub merge_adapter: bool,
+    /// Compute device: `cpu`, or `cuda` / `cuda:N` when built with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum WeightDtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl WeightDtype {
+    fn dtype(self) -> DType {
+        match self {
+            WeightDtype::F32 => DType::F32,
+            WeightDtype::Bf16 => DType::BF16,
+            WeightDtype::F16 => DType::F16,
+        }
+    }
+}
+
+/// A loaded model with its tokenizer, special tokens and optional adapter.
+pub struct LoadedModel {
+    pub decoder: Decoder,
+    pub tokenizer: Tokenizer,
+    pub generation: GenerationConfig,
+    /// The adapter to pass to `forward` (None when absent or merged).
+    pub adapter: Option<Adapter>,
+    /// What was loaded, for metadata of outputs.
+    pub description: serde_json::Value,
+}
+
+pub fn parse_device(spec: &str) -> Result<Device> {
+    match spec {
+        "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let index: usize = s.strip_prefix("cuda:").map_or(Ok(0), str::parse).context("cuda device index")?;
+            Ok(Device::cuda(index))
+        }
+        other => anyhow::bail!(
+            "unknown --device {other:?}: expected `cpu`{}",
+            if cfg!(feature = "cuda") { " or `cuda[:N]`" } else { " (build with `--features cuda` for GPUs)" }
+        ),
+    }
+}
+
+impl ModelArgs {
+    /// Resolves the model directory (built-in, local, or Hugging Face cache).
+    pub fn resolve_dir(&self) -> Result<PathBuf> {
+        if let Some(id) = &self.model_id {
+            let source = ModelSource::Hub { id: id.clone(), revision: self.revision.clone() };
+            return Ok(source.resolve()?);
+        }
+        match self.model.strip_prefix("builtin:") {
+            Some(name) => builtin::materialize(name, &builtin::default_cache_root()),
+            None => {
+                let dir = PathBuf::from(&self.model);
+                anyhow::ensure!(dir.is_dir(), "model directory {} does not exist", dir.display());
+                Ok(dir)
+            }
+        }
+    }
+
+    pub fn load(&self) -> Result<LoadedModel> {
+        let device = parse_device(&self.device)?;
+        let dir = self.resolve_dir()?;
+        info!(model = %dir.display(), dtype = ?self.dtype, "loading model");
+        let hf = HfModelDir::open(&dir)?;
+        let mut decoder = Decoder::load(hf.config.clone(), &hf.weights, self.dtype.dtype(), &device)
+            .with_context(|| format!("loading weights from {}", dir.display()))?;
+        let mut adapter = None;
+        if let Some(path) = &self.adapter {
+            let (loaded, config) = ia2_adapters::load_peft(path, &decoder.config, &device)
+                .with_context(|| format!("loading adapter {}", path.display()))?;
+            info!(adapter = %path.display(), kind = ?config.peft_type(), "adapter loaded");
+            if self.merge_adapter {
+                ia2_adapters::merge(&mut decoder, &loaded)?;
+            } else {
+                adapter = Some(loaded);
+            }
+        }
+        let description = serde_json::json!({
+            "model": dir.display().to_string(),
+            "model_arg": self.model_id.clone().unwrap_or_else(|| self.model.clone()),
+            "revision": self.revision,
+            "dtype": format!("{:?}", self.dtype).to_lowercase(),
+            "adapter": self.adapter.as_ref().map(|p| p.display().to_string()),
+            "merged_adapter": self.merge_adapter,
+        });
+        Ok(LoadedModel { decoder, tokenizer: hf.tokenizer, generation: hf.generation, adapter, description })
+    }
+}
