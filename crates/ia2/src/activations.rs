@@ -51,7 +51,10 @@ pub fn run(args: ActivationsArgs) -> Result<()> {
     if !args.token_ids.is_empty() {
         inputs.push(args.token_ids.clone());
     }
-    ensure!(!inputs.is_empty(), "nothing to run: pass --prompt, --prompts-file or --token-ids");
+    ensure!(
+        !inputs.is_empty(),
+        "nothing to run: pass --prompt, --prompts-file or --token-ids"
+    );
     if let Some(i) = inputs.iter().position(Vec::is_empty) {
         bail!("input {i} tokenizes to no tokens");
     }
@@ -59,13 +62,18 @@ pub fn run(args: ActivationsArgs) -> Result<()> {
         Which::All => Positions::All,
         Which::Last => Positions::Last,
     };
-    let capture = Capture { logits: positions.clone(), attn: positions };
+    let capture = Capture {
+        logits: positions.clone(),
+        attn: positions,
+    };
     let bar = ProgressBar::new(inputs.len() as u64);
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (i, ids) in inputs.iter().enumerate() {
         let adapter = model.adapter.as_ref();
         let mut cache = model.decoder.new_cache(1, adapter);
-        let out = model.decoder.forward(&Batch::single(ids), &mut cache, adapter, &capture)?;
+        let out = model
+            .decoder
+            .forward(&Batch::single(ids), &mut cache, adapter, &capture)?;
         let total = out.virtual_tokens + ids.len();
         let pos: Vec<i64> = match args.positions {
             Which::All => (0..total as i64).collect(),
@@ -75,20 +83,45 @@ pub fn run(args: ActivationsArgs) -> Result<()> {
         let [_, p, vocab] = logits.dims();
         let attn: Tensor<4> = Tensor::stack(out.attn, 0);
         let [layers, _, _, hidden] = attn.dims();
-        tensors.push((format!("prompt{i}.input_ids"), Dtype::I64, vec![ids.len()], le_bytes_i64(ids.iter().map(|&t| t as i64))));
-        tensors.push((format!("prompt{i}.positions"), Dtype::I64, vec![pos.len()], le_bytes_i64(pos.into_iter())));
-        tensors.push((format!("prompt{i}.logits"), Dtype::F32, vec![p, vocab], f32_bytes(logits.reshape([p, vocab]))?));
-        tensors.push((format!("prompt{i}.attn"), Dtype::F32, vec![layers, p, hidden], f32_bytes(attn.reshape([layers, p, hidden]))?));
+        tensors.push((
+            format!("prompt{i}.input_ids"),
+            Dtype::I64,
+            vec![ids.len()],
+            le_bytes_i64(ids.iter().map(|&t| t as i64)),
+        ));
+        tensors.push((
+            format!("prompt{i}.positions"),
+            Dtype::I64,
+            vec![pos.len()],
+            le_bytes_i64(pos.into_iter()),
+        ));
+        tensors.push((
+            format!("prompt{i}.logits"),
+            Dtype::F32,
+            vec![p, vocab],
+            f32_bytes(logits.reshape([p, vocab]))?,
+        ));
+        tensors.push((
+            format!("prompt{i}.attn"),
+            Dtype::F32,
+            vec![layers, p, hidden],
+            f32_bytes(attn.reshape([layers, p, hidden]))?,
+        ));
         bar.inc(1);
     }
     bar.finish_and_clear();
     let views = tensors
         .iter()
-        .map(|(name, dtype, shape, bytes)| Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?)))
+        .map(|(name, dtype, shape, bytes)| {
+            Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?))
+        })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     let config = serde_json::json!({"model": model.description, "positions": format!("{:?}", args.positions).to_lowercase(),
         "inputs": inputs.len()});
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string()), ("ia2".to_string(), config.to_string())]);
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("ia2".to_string(), config.to_string()),
+    ]);
     let bytes = safetensors::serialize(views, Some(metadata))?;
     write_atomic(&args.output, &bytes)?;
     tracing::info!(path = %args.output.display(), inputs = inputs.len(), "wrote activations");
@@ -100,6 +133,9 @@ fn le_bytes_i64(values: impl Iterator<Item = i64>) -> Vec<u8> {
 }
 
 fn f32_bytes<const D: usize>(t: Tensor<D>) -> Result<Vec<u8>> {
-    let values = t.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading tensor: {e:?}"))?;
+    let values = t
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading tensor: {e:?}"))?;
     Ok(values.into_iter().flat_map(f32::to_le_bytes).collect())
 }

@@ -36,34 +36,61 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let prompts = args.prompts.collect()?;
-    ensure!(!prompts.is_empty(), "no prompts: pass --prompt TEXT or --prompts-file FILE");
+    ensure!(
+        !prompts.is_empty(),
+        "no prompts: pass --prompt TEXT or --prompts-file FILE"
+    );
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let model = args.model.load()?;
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
-        eos_token_ids: if args.ignore_eos { Vec::new() } else { model.generation.eos_token_ids.clone() },
-        pad_token_id: model.generation.pad_token_id.or(model.generation.eos_token_ids.first().copied()).unwrap_or(0),
+        eos_token_ids: if args.ignore_eos {
+            Vec::new()
+        } else {
+            model.generation.eos_token_ids.clone()
+        },
+        pad_token_id: model
+            .generation
+            .pad_token_id
+            .or(model.generation.eos_token_ids.first().copied())
+            .unwrap_or(0),
         use_cache: !args.no_cache,
     };
     let bar = ProgressBar::new((prompts.len() * args.max_new_tokens) as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} tokens {elapsed_precise} eta {eta}").expect("valid template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tokens {elapsed_precise} eta {eta}")
+            .expect("valid template"),
     );
     let mut lines = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(args.batch_size) {
-        let ids: Vec<Vec<u32>> = chunk.iter().map(|p| model.tokenizer.encode(p, true)).collect::<Result<_, _>>()?;
+        let ids: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|p| model.tokenizer.encode(p, true))
+            .collect::<Result<_, _>>()?;
         let stop_check = |_: usize, tokens: &[u32]| {
             !args.stop.is_empty()
-                && model.tokenizer.decode(tokens, true).is_ok_and(|t| args.stop.iter().any(|s| t.contains(s.as_str())))
+                && model
+                    .tokenizer
+                    .decode(tokens, true)
+                    .is_ok_and(|t| args.stop.iter().any(|s| t.contains(s.as_str())))
         };
         let before = bar.position();
-        let generated = greedy(&model.decoder, model.adapter.as_ref(), &ids, &options, stop_check, |_| {
-            bar.inc(chunk.len() as u64)
-        })?;
+        let generated = greedy(
+            &model.decoder,
+            model.adapter.as_ref(),
+            &ids,
+            &options,
+            stop_check,
+            |_| bar.inc(chunk.len() as u64),
+        )?;
         bar.set_position(before + (chunk.len() * args.max_new_tokens) as u64);
         for ((prompt, prompt_ids), g) in chunk.iter().zip(&ids).zip(generated) {
             let mut completion = model.tokenizer.decode(&g.tokens, true)?;
             if g.stop == StopReason::StopString
-                && let Some(cut) = args.stop.iter().filter_map(|s| completion.find(s.as_str())).min()
+                && let Some(cut) = args
+                    .stop
+                    .iter()
+                    .filter_map(|s| completion.find(s.as_str()))
+                    .min()
             {
                 completion.truncate(cut);
             }

@@ -11,7 +11,11 @@ use tracing::info;
 pub struct ModelArgs {
     /// Local model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json), or
     /// `builtin:tiny-qwen3` / `builtin:tiny-llama`: tiny seeded random models for smoke tests.
-    #[arg(long, default_value = "builtin:tiny-qwen3", conflicts_with = "model_id")]
+    #[arg(
+        long,
+        default_value = "builtin:tiny-qwen3",
+        conflicts_with = "model_id"
+    )]
     pub model: String,
     /// Hugging Face model id (e.g. Qwen/Qwen3-4B-Base), resolved from $HF_HOME / ~/.cache/huggingface/hub;
     /// missing files are downloaded when a network is available and HF_HUB_OFFLINE is not set.
@@ -67,12 +71,19 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         "cpu" => Ok(Device::flex()),
         #[cfg(feature = "cuda")]
         s if s == "cuda" || s.starts_with("cuda:") => {
-            let index: usize = s.strip_prefix("cuda:").map_or(Ok(0), str::parse).context("cuda device index")?;
+            let index: usize = s
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), str::parse)
+                .context("cuda device index")?;
             Ok(Device::cuda(index))
         }
         other => anyhow::bail!(
             "unknown --device {other:?}: expected `cpu`{}",
-            if cfg!(feature = "cuda") { " or `cuda[:N]`" } else { " (build with `--features cuda` for GPUs)" }
+            if cfg!(feature = "cuda") {
+                " or `cuda[:N]`"
+            } else {
+                " (build with `--features cuda` for GPUs)"
+            }
         ),
     }
 }
@@ -81,14 +92,21 @@ impl ModelArgs {
     /// Resolves the model directory (built-in, local, or Hugging Face cache).
     pub fn resolve_dir(&self) -> Result<PathBuf> {
         if let Some(id) = &self.model_id {
-            let source = ModelSource::Hub { id: id.clone(), revision: self.revision.clone() };
+            let source = ModelSource::Hub {
+                id: id.clone(),
+                revision: self.revision.clone(),
+            };
             return Ok(source.resolve()?);
         }
         match self.model.strip_prefix("builtin:") {
             Some(name) => builtin::materialize(name, &builtin::default_cache_root()),
             None => {
                 let dir = PathBuf::from(&self.model);
-                anyhow::ensure!(dir.is_dir(), "model directory {} does not exist", dir.display());
+                anyhow::ensure!(
+                    dir.is_dir(),
+                    "model directory {} does not exist",
+                    dir.display()
+                );
                 Ok(dir)
             }
         }
@@ -99,8 +117,9 @@ impl ModelArgs {
         let dir = self.resolve_dir()?;
         info!(model = %dir.display(), dtype = ?self.dtype, "loading model");
         let hf = HfModelDir::open(&dir)?;
-        let mut decoder = Decoder::load(hf.config.clone(), &hf.weights, self.dtype.dtype(), &device)
-            .with_context(|| format!("loading weights from {}", dir.display()))?;
+        let mut decoder =
+            Decoder::load(hf.config.clone(), &hf.weights, self.dtype.dtype(), &device)
+                .with_context(|| format!("loading weights from {}", dir.display()))?;
         let mut adapter = None;
         if let Some(path) = &self.adapter {
             let (loaded, config) = ia2_adapters::load_peft(path, &decoder.config, &device)
@@ -120,6 +139,12 @@ impl ModelArgs {
             "adapter": self.adapter.as_ref().map(|p| p.display().to_string()),
             "merged_adapter": self.merge_adapter,
         });
-        Ok(LoadedModel { decoder, tokenizer: hf.tokenizer, generation: hf.generation, adapter, description })
+        Ok(LoadedModel {
+            decoder,
+            tokenizer: hf.tokenizer,
+            generation: hf.generation,
+            adapter,
+            description,
+        })
     }
 }

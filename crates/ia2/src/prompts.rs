@@ -18,22 +18,36 @@ pub struct PromptArgs {
 
 impl PromptArgs {
     pub fn collect(&self) -> Result<Vec<String>> {
-        let mut out: Vec<String> =
-            self.prompts.iter().map(|p| if self.escapes { unescape(p) } else { p.clone() }).collect();
+        let mut out: Vec<String> = self
+            .prompts
+            .iter()
+            .map(|p| if self.escapes { unescape(p) } else { p.clone() })
+            .collect();
         if let Some(path) = &self.prompts_file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let jsonl = path.extension().is_some_and(|e| e == "jsonl");
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
                 if !jsonl {
                     out.push(line.to_string());
                     continue;
                 }
                 let value: serde_json::Value = serde_json::from_str(line)
                     .with_context(|| format!("{} line {}: invalid JSON", path.display(), i + 1))?;
-                let prompt = ["prompt", "question"].iter().find_map(|k| value.get(*k).and_then(|v| v.as_str()));
+                let prompt = ["prompt", "question"]
+                    .iter()
+                    .find_map(|k| value.get(*k).and_then(|v| v.as_str()));
                 match prompt {
                     Some(p) => out.push(p.to_string()),
-                    None => bail!("{} line {}: expected a string field `prompt` or `question`", path.display(), i + 1),
+                    None => bail!(
+                        "{} line {}: expected a string field `prompt` or `question`",
+                        path.display(),
+                        i + 1
+                    ),
                 }
             }
         }

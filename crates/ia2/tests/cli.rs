@@ -1,0 +1,331 @@
+//! End-to-end tests of the `ia2` binary on the shared fixtures: outputs equal transformers / PEFT, and bad
+//! input fails with one clear error (exit code 1, never a panic).
+
+use ia2_hf::Weights;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    if dir.exists() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: {} not found", dir.display());
+        None
+    }
+}
+
+fn ia2(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ia2"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run ia2")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = ia2(args);
+    assert!(
+        out.status.success(),
+        "ia2 {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command that must fail cleanly and returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let out = ia2(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "ia2 {args:?} should exit 1; stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "ia2 {args:?} panicked: {stderr}"
+    );
+    stderr
+}
+
+fn texts(model_dir: &Path) -> Vec<String> {
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_dir.join("FIXTURE.json")).unwrap())
+            .unwrap();
+    fixture["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn generate_reproduces_transformers_greedy_tokens() {
+    let Some(fx) = fixtures() else { return };
+    for name in ["qwen3-tiny", "llama-tiny"] {
+        let dir = fx.join(name);
+        let model = dir.join("model");
+        let cases = Weights::open_file(dir.join("cases.safetensors")).unwrap();
+        let texts = texts(&dir);
+        let mut args = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-new-tokens",
+            "8",
+            "--ignore-eos",
+        ];
+        for t in &texts[..2] {
+            args.extend(["--prompt", t.as_str()]);
+        }
+        let out = ok(&args);
+        let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        for (i, line) in lines.iter().enumerate() {
+            let (want, _) = cases.get_i64(&format!("case{i}.greedy")).unwrap();
+            let got: Vec<i64> = line["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_i64().unwrap())
+                .collect();
+            assert_eq!(got, want, "{name} case{i}");
+        }
+    }
+}
+
+#[test]
+fn activations_match_transformers_with_and_without_adapters() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["qwen3-tiny", "llama-tiny"] {
+        let dir = fx.join(name);
+        let model = dir.join("model");
+        let text = texts(&dir)[0].clone();
+        let mut runs: Vec<(String, Option<PathBuf>, bool)> = vec![("base".into(), None, false)];
+        for kind in [
+            "lora",
+            "lora_qkv_mlp",
+            "ia3",
+            "ia3_kv_ff",
+            "prompt",
+            "prefix",
+        ] {
+            runs.push((kind.into(), Some(dir.join("adapters").join(kind)), false));
+            if kind.starts_with("lora") || kind.starts_with("ia3") {
+                runs.push((
+                    format!("{kind}-merged"),
+                    Some(dir.join("adapters").join(kind)),
+                    true,
+                ));
+            }
+        }
+        for (label, adapter, merge) in runs {
+            let out_path = tmp.path().join(format!("{name}-{label}.safetensors"));
+            let mut args = vec![
+                "activations",
+                "--model",
+                model.to_str().unwrap(),
+                "--prompt",
+                &text,
+            ];
+            args.extend(["-o", out_path.to_str().unwrap()]);
+            if let Some(a) = &adapter {
+                args.extend(["--adapter", a.to_str().unwrap()]);
+            }
+            if merge {
+                args.push("--merge-adapter");
+            }
+            ok(&args);
+            let got = Weights::open_file(&out_path).unwrap();
+            let expected = match &adapter {
+                Some(a) => Weights::open_file(a.join("expected.safetensors")).unwrap(),
+                None => Weights::open_file(dir.join("cases.safetensors")).unwrap(),
+            };
+            for field in ["logits", "attn"] {
+                let g = got.get(&format!("prompt0.{field}")).unwrap();
+                let w = expected.get(&format!("case0.{field}")).unwrap();
+                assert_eq!(g.shape(), w.shape(), "{name} {label} {field} shape");
+                let err = max_abs(&g.to_f32_vec(), &w.to_f32_vec());
+                assert!(err <= 1e-4, "{name} {label} {field}: max abs error {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn generate_runs_with_every_adapter_kind() {
+    let Some(fx) = fixtures() else { return };
+    let dir = fx.join("llama-tiny");
+    let model = dir.join("model");
+    for kind in ["lora", "ia3", "prompt", "prefix"] {
+        let adapter = dir.join("adapters").join(kind);
+        let out = ok(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--adapter",
+            adapter.to_str().unwrap(),
+            "--prompt",
+            "Text:a joy\nLabel:",
+            "--prompt",
+            "Question:2+2?\nAnswer:",
+            "--max-new-tokens",
+            "4",
+        ]);
+        let lines = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(lines.lines().count(), 2, "{kind}: {lines}");
+    }
+}
+
+#[test]
+fn builtin_model_generates_and_writes_output_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_file = tmp.path().join("out.jsonl");
+    ok(&[
+        "generate",
+        "-e",
+        "--prompt",
+        r"Text:fine\nLabel:",
+        "--max-new-tokens",
+        "5",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(line["prompt"], "Text:fine\nLabel:");
+    assert!(line["tokens"].as_array().unwrap().len() <= 5);
+}
+
+#[test]
+fn bad_input_fails_with_a_clear_error() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fx.join("qwen3-tiny/model");
+
+    let err = fails(&["generate", "--model", "/nonexistent/model", "--prompt", "x"]);
+    assert!(err.contains("/nonexistent/model"), "{err}");
+
+    // A copy of the fixture model, broken in several ways.
+    let copy = |name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(&model).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+        }
+        dir
+    };
+    let no_tok = copy("no-tokenizer");
+    std::fs::remove_file(no_tok.join("tokenizer.json")).unwrap();
+    let err = fails(&[
+        "generate",
+        "--model",
+        no_tok.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]);
+    assert!(err.contains("tokenizer.json"), "{err}");
+
+    let bad_type = copy("bad-type");
+    let cfg = std::fs::read_to_string(bad_type.join("config.json"))
+        .unwrap()
+        .replace("\"qwen3\"", "\"mamba\"");
+    std::fs::write(bad_type.join("config.json"), cfg).unwrap();
+    let err = fails(&[
+        "generate",
+        "--model",
+        bad_type.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]);
+    assert!(err.contains("model_type") && err.contains("mamba"), "{err}");
+
+    let truncated = copy("truncated");
+    let bytes = std::fs::read(truncated.join("model.safetensors")).unwrap();
+    std::fs::write(
+        truncated.join("model.safetensors"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let err = fails(&[
+        "generate",
+        "--model",
+        truncated.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]);
+    assert!(err.contains("model.safetensors"), "{err}");
+
+    let wrong_shape = copy("wrong-shape");
+    let cfg = std::fs::read_to_string(wrong_shape.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 160", "\"intermediate_size\": 128");
+    std::fs::write(wrong_shape.join("config.json"), cfg).unwrap();
+    let err = fails(&[
+        "generate",
+        "--model",
+        wrong_shape.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]);
+    assert!(
+        err.contains("gate_proj") && err.contains("expected shape"),
+        "{err}"
+    );
+
+    // A pickled PEFT adapter (adapter_model.bin) is refused by name.
+    let bin_adapter = tmp.path().join("bin-adapter");
+    std::fs::create_dir_all(&bin_adapter).unwrap();
+    std::fs::copy(
+        fx.join("qwen3-tiny/adapters/lora/adapter_config.json"),
+        bin_adapter.join("adapter_config.json"),
+    )
+    .unwrap();
+    std::fs::write(bin_adapter.join("adapter_model.bin"), b"pickle").unwrap();
+    let err = fails(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--adapter",
+        bin_adapter.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]);
+    assert!(err.contains("adapter_model.bin"), "{err}");
+
+    let err = fails(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "tpu",
+        "--prompt",
+        "x",
+    ]);
+    assert!(err.contains("--device"), "{err}");
+
+    let err = fails(&[
+        "generate",
+        "--model-id",
+        "nobody/not-cached",
+        "--prompt",
+        "x",
+    ]);
+    assert!(err.contains("nobody/not-cached"), "{err}");
+}
