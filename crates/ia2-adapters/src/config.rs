@@ -372,6 +372,8 @@ impl PrefixTuningConfig {
 }
 
 /// A PEFT adapter configuration; `peft_type` is the serde tag.
+// Unboxed on purpose: a handful of configs exist per run and plain variants are easier to match on.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "peft_type")]
 pub enum PeftConfig {
@@ -588,7 +590,10 @@ impl PeftConfig {
             }
             PeftConfig::PromptTuning(c) => {
                 common(&c.task_type, &c.modules_to_save)?;
-                ensure!(c.num_virtual_tokens > 0, "num_virtual_tokens must be positive");
+                ensure!(
+                    c.num_virtual_tokens > 0,
+                    "num_virtual_tokens must be positive"
+                );
                 ensure!(
                     ["RANDOM", "TEXT", "SAMPLE_VOCAB"].contains(&c.prompt_tuning_init.as_str()),
                     "prompt_tuning_init `{}` is not one of RANDOM, TEXT, SAMPLE_VOCAB",
@@ -601,7 +606,10 @@ impl PeftConfig {
             }
             PeftConfig::PrefixTuning(c) => {
                 common(&c.task_type, &c.modules_to_save)?;
-                ensure!(c.num_virtual_tokens > 0, "num_virtual_tokens must be positive");
+                ensure!(
+                    c.num_virtual_tokens > 0,
+                    "num_virtual_tokens must be positive"
+                );
                 ensure!(
                     !c.prefix_projection,
                     "prefix_projection = true (an MLP reparameterisation of the prefix) is not supported"
@@ -643,7 +651,11 @@ impl PeftConfig {
                 let kv = model.num_key_value_heads;
                 check_opt("num_layers", c.num_layers, layers)?;
                 check_opt("token_dim", c.token_dim, kv * model.head_dim)?;
-                check_opt("num_attention_heads (key/value heads)", c.num_attention_heads, kv)?;
+                check_opt(
+                    "num_attention_heads (key/value heads)",
+                    c.num_attention_heads,
+                    kv,
+                )?;
             }
         }
         Ok(())

@@ -134,8 +134,14 @@ pub fn prompt_from_token_ids(
     ids: &[u32],
     num_virtual_tokens: usize,
 ) -> Result<Adapter> {
-    ensure!(!ids.is_empty(), "no token ids to initialise the prompt from");
-    ensure!(num_virtual_tokens > 0, "num_virtual_tokens must be positive");
+    ensure!(
+        !ids.is_empty(),
+        "no token ids to initialise the prompt from"
+    );
+    ensure!(
+        num_virtual_tokens > 0,
+        "num_virtual_tokens must be positive"
+    );
     let vocab = decoder.config.vocab_size;
     if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
         bail!("token id {bad} is out of range for a vocabulary of {vocab}");

@@ -262,7 +262,7 @@ fn entries<'a>(adapter: &'a Adapter, config: &PeftConfig) -> Result<Vec<Entry<'a
     config.check_supported()?;
     let layers_of = |n: usize| -> Result<usize> {
         ensure!(
-            n % Proj::ALL.len() == 0,
+            n.is_multiple_of(Proj::ALL.len()),
             "adapter has {n} module slots, not a multiple of {}",
             Proj::ALL.len()
         );
@@ -290,7 +290,9 @@ fn entries<'a>(adapter: &'a Adapter, config: &PeftConfig) -> Result<Vec<Entry<'a
                 );
             }
             for (site, r) in plan.sites {
-                let p = pairs[slot(site.layer, site.proj)].as_ref().expect("checked");
+                let p = pairs[slot(site.layer, site.proj)]
+                    .as_ref()
+                    .expect("checked");
                 let (da, db) = (p.a.dims(), p.b.dims());
                 ensure!(
                     da[0] == r && db[1] == r,
@@ -304,11 +306,10 @@ fn entries<'a>(adapter: &'a Adapter, config: &PeftConfig) -> Result<Vec<Entry<'a
         }
         (Adapter::Ia3 { vectors }, PeftConfig::Ia3(c)) => {
             let plan = targets::ia3_plan(c, layers_of(vectors.len())?)?;
-            let planned: BTreeSet<usize> = plan
-                .iter()
-                .map(|(s, _)| slot(s.layer, s.proj))
-                .collect();
-            if let Some(i) = (0..vectors.len()).find(|i| vectors[*i].is_some() != planned.contains(i))
+            let planned: BTreeSet<usize> =
+                plan.iter().map(|(s, _)| slot(s.layer, s.proj)).collect();
+            if let Some(i) =
+                (0..vectors.len()).find(|i| vectors[*i].is_some() != planned.contains(i))
             {
                 bail!(
                     "adapter and configuration disagree on module {} (target_modules {:?})",
@@ -317,7 +318,9 @@ fn entries<'a>(adapter: &'a Adapter, config: &PeftConfig) -> Result<Vec<Entry<'a
                 );
             }
             for (site, on_input) in plan {
-                let v = vectors[slot(site.layer, site.proj)].as_ref().expect("checked");
+                let v = vectors[slot(site.layer, site.proj)]
+                    .as_ref()
+                    .expect("checked");
                 ensure!(
                     v.on_input == on_input,
                     "{}: the adapter scales the {} but feedforward_modules says the {}",
@@ -429,7 +432,14 @@ pub fn save_peft(dir: impl AsRef<Path>, adapter: &Adapter, config: &PeftConfig) 
         let list: Vec<ia2_hf::TensorToWrite<'_>> = tensors
             .iter()
             .zip(&bytes)
-            .map(|(t, b)| (t.name.as_str(), Dtype::F32, t.shape.as_slice(), b.as_slice()))
+            .map(|(t, b)| {
+                (
+                    t.name.as_str(),
+                    Dtype::F32,
+                    t.shape.as_slice(),
+                    b.as_slice(),
+                )
+            })
             .collect();
         save_safetensors(tmp.join(WEIGHTS_FILE), &list, None)?;
         let config_path = tmp.join(CONFIG_FILE);
@@ -442,7 +452,11 @@ pub fn save_peft(dir: impl AsRef<Path>, adapter: &Adapter, config: &PeftConfig) 
         }
         sync_dir(&tmp);
         if dir.exists() {
-            ensure!(dir.is_dir(), "{} exists and is not a directory", dir.display());
+            ensure!(
+                dir.is_dir(),
+                "{} exists and is not a directory",
+                dir.display()
+            );
             let old = unique_sibling(dir, "old")?;
             std::fs::rename(dir, &old)
                 .with_context(|| format!("moving the old adapter {} aside", dir.display()))?;

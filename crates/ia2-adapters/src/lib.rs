@@ -40,6 +40,7 @@ pub use config::{
     PeftConfig, PrefixTuningConfig, PromptTuningConfig, WEIGHTS_FILE,
 };
 pub use init::{init_adapter, prompt_from_token_ids};
-pub use io::{PROMPT_KEY, PeftTensor, adapter_kind, load_peft, peft_state_dict, peft_tensor_names, save_peft,
+pub use io::{
+    PROMPT_KEY, PeftTensor, adapter_kind, load_peft, peft_state_dict, peft_tensor_names, save_peft,
 };
 pub use merge::{merge, unmerge};

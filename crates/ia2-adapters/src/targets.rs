@@ -141,7 +141,10 @@ fn select(
 }
 
 /// PEFT's `get_pattern_key`: the first pattern `p` with `re.match(rf"(^|.*\.){p}$", key)`.
-fn pattern_key<'a>(patterns: impl Iterator<Item = &'a String>, key: &str) -> Result<Option<&'a str>> {
+fn pattern_key<'a>(
+    patterns: impl Iterator<Item = &'a String>,
+    key: &str,
+) -> Result<Option<&'a str>> {
     for p in patterns {
         let re = Regex::new(&format!("^(^|.*\\.){p}$"))
             .with_context(|| format!("invalid rank/alpha pattern `{p}`"))?;
@@ -160,7 +163,10 @@ pub(crate) struct LoraPlan {
 }
 
 pub(crate) fn lora_plan(c: &LoraConfig, num_layers: usize) -> Result<LoraPlan> {
-    let target = c.target_modules.as_ref().context("target_modules is null")?;
+    let target = c
+        .target_modules
+        .as_ref()
+        .context("target_modules is null")?;
     let sites = select(
         target,
         c.exclude_modules.as_ref(),
@@ -198,7 +204,10 @@ pub(crate) fn lora_plan(c: &LoraConfig, num_layers: usize) -> Result<LoraPlan> {
 
 /// Resolved IA3 layout: per site whether it scales the input (feed-forward) or the output.
 pub(crate) fn ia3_plan(c: &Ia3Config, num_layers: usize) -> Result<Vec<(Site, bool)>> {
-    let target = c.target_modules.as_ref().context("target_modules is null")?;
+    let target = c
+        .target_modules
+        .as_ref()
+        .context("target_modules is null")?;
     let sites = select(target, c.exclude_modules.as_ref(), None, num_layers)?;
     let ff = match &c.feedforward_modules {
         None => None,

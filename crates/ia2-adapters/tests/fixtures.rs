@@ -56,7 +56,10 @@ fn gradients_match_peft_and_only_adapters_train() {
                 expected(&exp, "loss.ce").0[0],
                 expected(&exp, "loss.mse").0[0],
             );
-            assert!((ce - want_ce).abs() <= 1e-4, "{name} {kind} ce {ce} vs {want_ce}");
+            assert!(
+                (ce - want_ce).abs() <= 1e-4,
+                "{name} {kind} ce {ce} vs {want_ce}"
+            );
             assert!(
                 (mse - want_mse).abs() <= 1e-4 * want_mse.abs().max(1.0),
                 "{name} {kind} mse {mse} vs {want_mse}"
@@ -68,7 +71,10 @@ fn gradients_match_peft_and_only_adapters_train() {
             assert!(m.embed_tokens.grad(&grads).is_none());
             for layer in &m.layers {
                 for p in &layer.proj {
-                    assert!(p.weight.grad(&grads).is_none(), "{name} {kind}: base weight grad");
+                    assert!(
+                        p.weight.grad(&grads).is_none(),
+                        "{name} {kind}: base weight grad"
+                    );
                 }
                 assert!(layer.input_layernorm.weight.grad(&grads).is_none());
             }
@@ -91,7 +97,10 @@ fn gradients_match_peft_and_only_adapters_train() {
                 let torch = &torch_of[key];
                 let (want, _) = expected(&exp, &format!("grad.{torch}"));
                 let err = rel_err(&got.0, &want);
-                assert!(err <= 1e-3, "{name} {kind} {key}: gradient relative error {err}");
+                assert!(
+                    err <= 1e-3,
+                    "{name} {kind} {key}: gradient relative error {err}"
+                );
             }
         }
     }
@@ -130,9 +139,11 @@ fn save_load_round_trip_is_bit_identical() {
                 peft_state_dict(&again, &config2).unwrap()
             );
             assert!(
-                std::fs::read_dir(out.parent().unwrap())
+                std::fs::read_dir(out.parent().unwrap()).unwrap().all(|e| !e
                     .unwrap()
-                    .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')),
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')),
                 "temporary directories left behind"
             );
         }
@@ -166,7 +177,10 @@ fn merged_equals_unmerged_and_unmerge_restores() {
             unmerge(&mut merged, &adapter).unwrap();
             for (i, (w, w0)) in weights_of(&merged).iter().zip(&before).enumerate() {
                 let err = max_abs_diff(w, w0);
-                assert!(err <= 1e-5, "{name} {kind}: weight {i} restored within {err}");
+                assert!(
+                    err <= 1e-5,
+                    "{name} {kind}: weight {i} restored within {err}"
+                );
             }
         }
         for kind in ["prompt", "prefix"] {
@@ -188,8 +202,18 @@ fn fresh_lora_and_ia3_equal_the_base_model() {
             let (_, config) = load_kind(&f, kind);
             let mut adapter = init_adapter(&config, &f.model.config, 7, &device()).unwrap();
             let (l, a) = run_all(&f.model, &ids, Some(&adapter));
-            assert_close(&format!("{name} {kind} init logits"), l, base_logits.clone(), 1e-6);
-            assert_close(&format!("{name} {kind} init attn"), a, base_attn.clone(), 1e-6);
+            assert_close(
+                &format!("{name} {kind} init logits"),
+                l,
+                base_logits.clone(),
+                1e-6,
+            );
+            assert_close(
+                &format!("{name} {kind} init attn"),
+                a,
+                base_attn.clone(),
+                1e-6,
+            );
             // Trainable from the start: every tensor gets a gradient.
             adapter.require_grad();
             let (loss, _, _) = fixture_loss(&f.model, &ids, &adapter, &f.expected(kind));

@@ -72,6 +72,9 @@ pub fn load(name: &'static str) -> Option<Fixture> {
     })
 }
 
+/// Values and shape of a tensor.
+pub type Values = (Vec<f32>, Vec<usize>);
+
 pub fn expected(w: &Weights, name: &str) -> (Vec<f32>, Vec<usize>) {
     let view = w.get(name).unwrap_or_else(|e| panic!("{name}: {e}"));
     (view.to_f32_vec(), view.shape().to_vec())
@@ -128,11 +131,7 @@ pub fn stack_attn(attn: Vec<Tensor<3>>) -> (Vec<f32>, Vec<usize>) {
 }
 
 /// Logits `[S(+N), vocab]` and attention `[layers, S(+N), hidden]` of one unpadded sequence.
-pub fn run_all(
-    model: &Decoder,
-    ids: &[u32],
-    adapter: Option<&Adapter>,
-) -> ((Vec<f32>, Vec<usize>), (Vec<f32>, Vec<usize>)) {
+pub fn run_all(model: &Decoder, ids: &[u32], adapter: Option<&Adapter>) -> (Values, Values) {
     let mut cache = model.new_cache(1, adapter);
     let out = model
         .forward(
@@ -214,6 +213,11 @@ pub fn param_names(dir: &std::path::Path) -> Vec<(String, String)> {
     torch
         .iter()
         .zip(saved)
-        .map(|(t, s)| (t.as_str().unwrap().to_string(), s.as_str().unwrap().to_string()))
+        .map(|(t, s)| {
+            (
+                t.as_str().unwrap().to_string(),
+                s.as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
