@@ -32,12 +32,27 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(
+        linear_2d(
             x,
             f32_view(&self.weight).transpose(),
             self.bias.as_ref().map(f32_view),
         )
     }
+}
+
+/// `linear` on the rows of `x` flattened to 2-D. burn's `linear` on a rank-3 input with batch 1 reshapes
+/// the weight to rank 3 first, and reshaping a transposed (non-contiguous) `[out, in]` weight copies it
+/// on every call; a 2-D matmul takes the transposed view as it is (strided gemm, no copy).
+fn linear_2d<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    let mut dims = x.dims();
+    let inp = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    dims[D - 1] = weight.dims()[1];
+    linear(x.reshape([rows, inp]), weight, bias).reshape(dims)
 }
 
 /// RMSNorm as in transformers (`weight * x / sqrt(mean(x²) + eps)`, in f32).
@@ -126,6 +141,10 @@ impl Decoder {
                 eps: c.rms_norm_eps,
             })
         };
+        ensure!(
+            c.num_hidden_layers > 0,
+            "config.json: num_hidden_layers must be at least 1"
+        );
         let embed_tokens = load2("model.embed_tokens.weight", [c.vocab_size, c.hidden_size])?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for l in 0..c.num_hidden_layers {
@@ -302,6 +321,8 @@ impl Decoder {
         .expand([b, c.num_attention_heads, total, past + total]);
 
         let mut attn_out = Vec::new();
+        let want_logits = !logit_pos.iter().all(Vec::is_empty);
+        let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             let a = self.attention(
                 l,
@@ -316,7 +337,16 @@ impl Decoder {
             if capture.attn != crate::batch::Positions::None {
                 attn_out.push(gather(a.clone(), &attn_pos, &self.device));
             }
-            let h = x + a;
+            let mut h = x + a;
+            if l == last {
+                // Only the logits read the last layer's MLP output (the cache and the captured attention
+                // outputs do not): run it at the logit positions only, or not at all.
+                if !want_logits {
+                    x = h;
+                    break;
+                }
+                h = gather(h, &logit_pos, &self.device);
+            }
             let m = self.mlp(
                 l,
                 layer.post_attention_layernorm.forward(h.clone()),
@@ -325,13 +355,10 @@ impl Decoder {
             x = h + m;
         }
 
-        let logits = if logit_pos.iter().all(Vec::is_empty) {
-            None
-        } else {
-            let h = self.norm.forward(gather(x, &logit_pos, &self.device));
+        let logits = want_logits.then(|| {
             let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-            Some(h.matmul(f32_view(head).transpose().unsqueeze()))
-        };
+            linear_2d(self.norm.forward(x), f32_view(head).transpose(), None)
+        });
         Ok(Output {
             logits,
             attn: attn_out,
@@ -345,8 +372,8 @@ impl Decoder {
         match adapter {
             Some(Adapter::Lora { scaling, pairs }) => match &pairs[slot(l, proj)] {
                 Some(p) => {
-                    let delta = linear(
-                        linear(x.clone(), p.a.clone().transpose(), None),
+                    let delta = linear_2d(
+                        linear_2d(x.clone(), p.a.clone().transpose(), None),
                         p.b.clone().transpose(),
                         None,
                     );
