@@ -3,8 +3,8 @@
 
 pub mod adapter;
 pub mod batch;
-pub mod builtin;
 pub mod bench;
+pub mod builtin;
 pub mod config;
 pub mod decoder;
 pub mod generate;
@@ -15,5 +15,5 @@ pub use adapter::Adapter;
 pub use batch::{Batch, Capture, KvCache, Output, Positions};
 pub use config::{Arch, ModelConfig, Proj, RopeScaling};
 pub use decoder::{Decoder, Linear, RmsNorm, WeightSource};
-pub use hf::load_decoder;
 pub use generate::{GenerateOptions, Generated, StopReason, greedy};
+pub use hf::load_decoder;
