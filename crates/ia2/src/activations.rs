@@ -23,9 +23,10 @@ pub struct ActivationsArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub prompts: PromptArgs,
-    /// Token ids instead of text, comma-separated (repeatable), e.g. `--token-ids 12,7,99`.
-    #[arg(long = "token-ids", value_delimiter = ',', num_args = 1.., action = clap::ArgAction::Append)]
-    pub token_ids: Vec<u32>,
+    /// Token ids instead of text: one sequence, comma-separated (repeatable), e.g. `--token-ids 12,7,99`.
+    /// Sequences are numbered after the text prompts.
+    #[arg(long = "token-ids", value_parser = parse_ids)]
+    pub token_ids: Vec<TokenIds>,
     /// Which positions to record: every position, or only the last.
     #[arg(long, value_enum, default_value_t = Which::All)]
     pub positions: Which,
@@ -48,9 +49,7 @@ pub fn run(args: ActivationsArgs) -> Result<()> {
         .iter()
         .map(|p| model.tokenizer.encode(p, true))
         .collect::<Result<_, _>>()?;
-    if !args.token_ids.is_empty() {
-        inputs.push(args.token_ids.clone());
-    }
+    inputs.extend(args.token_ids.iter().map(|t| t.0.clone()));
     ensure!(
         !inputs.is_empty(),
         "nothing to run: pass --prompt, --prompts-file or --token-ids"
@@ -126,6 +125,21 @@ pub fn run(args: ActivationsArgs) -> Result<()> {
     write_atomic(&args.output, &bytes)?;
     tracing::info!(path = %args.output.display(), inputs = inputs.len(), "wrote activations");
     Ok(())
+}
+
+/// One sequence of token ids given on the command line.
+#[derive(Debug, Clone)]
+pub struct TokenIds(Vec<u32>);
+
+fn parse_ids(s: &str) -> Result<TokenIds, String> {
+    s.split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<u32>()
+                .map_err(|e| format!("token id {t:?}: {e}"))
+        })
+        .collect::<Result<_, _>>()
+        .map(TokenIds)
 }
 
 fn le_bytes_i64(values: impl Iterator<Item = i64>) -> Vec<u8> {

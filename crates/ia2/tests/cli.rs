@@ -329,3 +329,51 @@ fn bad_input_fails_with_a_clear_error() {
     ]);
     assert!(err.contains("nobody/not-cached"), "{err}");
 }
+
+#[test]
+fn activations_accepts_several_token_id_sequences() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fx.join("qwen3-tiny/model");
+    let out = tmp.path().join("ids.safetensors");
+    ok(&[
+        "activations",
+        "--model",
+        model.to_str().unwrap(),
+        "--token-ids",
+        "5,6,7",
+        "--token-ids",
+        "9,10",
+        "--positions",
+        "last",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let w = Weights::open_file(&out).unwrap();
+    assert_eq!(w.get_i64("prompt0.input_ids").unwrap().0, vec![5, 6, 7]);
+    assert_eq!(w.get_i64("prompt1.input_ids").unwrap().0, vec![9, 10]);
+    assert_eq!(w.get("prompt1.logits").unwrap().shape(), &[1, 1024]);
+    let bad = ia2(&[
+        "activations",
+        "--model",
+        model.to_str().unwrap(),
+        "--token-ids",
+        "5,x",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    // A malformed value is a usage error: clap's exit code 2 and a message naming the value.
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(err.contains("token id \"x\""), "{err}");
+    let err = fails(&[
+        "activations",
+        "--model",
+        model.to_str().unwrap(),
+        "--token-ids",
+        "5000",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("5000") && err.contains("vocabulary"), "{err}");
+}
