@@ -52,6 +52,15 @@ fn linear_2d<const D: usize>(
     let inp = dims[D - 1];
     let rows = dims[..D - 1].iter().product::<usize>();
     dims[D - 1] = weight.dims()[1];
+    if rows == 1 {
+        // One row (incremental decoding): `W x` reads the stored `[out, in]` weight row by row, a faster
+        // matrix-vector product than `x Wᵀ` through the transposed view.
+        let y = weight.transpose().matmul(x.reshape([inp, 1])).reshape(dims);
+        return match bias {
+            Some(b) => y + b.unsqueeze(),
+            None => y,
+        };
+    }
     linear(x.reshape([rows, inp]), weight, bias).reshape(dims)
 }
 
