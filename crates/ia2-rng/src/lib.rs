@@ -28,3 +28,36 @@ fn gen_mask(max: u64) -> u64 {
     mask |= mask >> 32;
     mask
 }
+
+/// The raw 32/64-bit streams both generators expose; numpy builds bounded draws and shuffles on them
+/// the same way for `Generator` and the legacy `RandomState`.
+trait Bits {
+    fn next_u32(&mut self) -> u32;
+    fn next_u64(&mut self) -> u64;
+}
+
+/// Uniform integer in `[0, max]` (numpy's `random_interval`: masked rejection, 32-bit draws when they suffice).
+fn random_interval(rng: &mut impl Bits, max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let mask = gen_mask(max);
+    loop {
+        let v = if max <= 0xffff_ffff {
+            u64::from(rng.next_u32()) & mask
+        } else {
+            rng.next_u64() & mask
+        };
+        if v <= max {
+            return v;
+        }
+    }
+}
+
+/// Fisher–Yates from the end, as numpy's 1-d `shuffle` (both generators).
+fn shuffle<T>(rng: &mut impl Bits, x: &mut [T]) {
+    for i in (1..x.len()).rev() {
+        let j = random_interval(rng, i as u64) as usize;
+        x.swap(i, j);
+    }
+}

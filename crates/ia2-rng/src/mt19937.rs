@@ -99,33 +99,12 @@ impl RandomState {
 
     /// Uniform integer in `[0, max]` (numpy's `random_interval`, masked rejection).
     pub fn random_interval(&mut self, max: u64) -> u64 {
-        if max == 0 {
-            return 0;
-        }
-        let mask = crate::gen_mask(max);
-        if max <= 0xffff_ffff {
-            loop {
-                let v = u64::from(self.next_u32()) & mask;
-                if v <= max {
-                    return v;
-                }
-            }
-        } else {
-            loop {
-                let v = self.next_u64() & mask;
-                if v <= max {
-                    return v;
-                }
-            }
-        }
+        crate::random_interval(self, max)
     }
 
     /// Legacy `shuffle(x)` of a 1-d sequence: Fisher–Yates from the end.
     pub fn shuffle<T>(&mut self, x: &mut [T]) {
-        for i in (1..x.len()).rev() {
-            let j = self.random_interval(i as u64) as usize;
-            x.swap(i, j);
-        }
+        crate::shuffle(self, x)
     }
 
     /// Legacy `permutation(n)`: a shuffled `0..n`.
@@ -184,5 +163,14 @@ impl RandomState {
             }
         };
         off.wrapping_add(v as i64)
+    }
+}
+
+impl crate::Bits for RandomState {
+    fn next_u32(&mut self) -> u32 {
+        RandomState::next_u32(self)
+    }
+    fn next_u64(&mut self) -> u64 {
+        RandomState::next_u64(self)
     }
 }
