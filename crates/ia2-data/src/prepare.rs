@@ -187,61 +187,46 @@ fn draw_pools(
             .enumerate()
             .collect()
     };
-    let mut sizes = BTreeMap::new();
     let (mut train, mut val) = match spec.pools {
         PoolPlan::TrainVal { train, val } => {
             let (t, v) = (take(train), take(val));
-            sizes.insert("train_pool", t.len());
-            sizes.insert("val_pool", v.len());
             (permute(t, seed), permute(v, seed))
         }
         PoolPlan::EvalOnly { val, filter: f } => {
             let v = filter(take(val), f);
-            sizes.insert("train_pool", 0);
-            sizes.insert("val_pool", v.len());
             (Vec::new(), permute(v, seed))
         }
         PoolPlan::ShuffleFilterTail { split, filter: f } => {
             let all = filter(permute(take(split), seed), f);
-            if all.len() <= n_val {
-                bail!(
-                    "{}: only {} rows after filtering, not more than --num-val-samples {n_val}",
-                    spec.id,
-                    all.len()
-                );
-            }
-            let mut t = all;
-            let v = t.split_off(t.len() - n_val);
-            sizes.insert("train_pool", t.len());
-            sizes.insert("val_pool", v.len());
-            (t, v)
+            split_tail(spec, all, n_val, " after filtering")?
         }
         PoolPlan::ShuffleTailReshuffle { split } => {
-            let all = permute(take(split), seed);
-            if all.len() <= n_val {
-                bail!(
-                    "{}: only {} rows, not more than --num-val-samples {n_val}",
-                    spec.id,
-                    all.len()
-                );
-            }
-            let mut t = all;
-            let v = t.split_off(t.len() - n_val);
-            sizes.insert("train_pool", t.len());
-            sizes.insert("val_pool", v.len());
+            let (t, v) = split_tail(spec, permute(take(split), seed), n_val, "")?;
             (permute(t, seed), permute(v, seed))
         }
         PoolPlan::ShuffleHeadVal { split } => {
             let mut all = permute(take(split), seed);
             let rest = all.split_off(n_val.min(all.len()));
-            sizes.insert("train_pool", rest.len());
-            sizes.insert("val_pool", all.len());
             (rest, all)
         }
     };
+    let sizes = BTreeMap::from([("train_pool", train.len()), ("val_pool", val.len())]);
     train.truncate(n_train);
     val.truncate(n_val);
     Ok((train, val, sizes))
+}
+
+/// The last `n_val` rows of `all` as val, the rest as train; an error when nothing would be left to train on.
+fn split_tail(spec: &DatasetSpec, mut all: Pool, n_val: usize, what: &str) -> Result<(Pool, Pool)> {
+    if all.len() <= n_val {
+        bail!(
+            "{}: only {} rows{what}, not more than --num-val-samples {n_val}",
+            spec.id,
+            all.len()
+        );
+    }
+    let val = all.split_off(all.len() - n_val);
+    Ok((all, val))
 }
 
 /// `text[:n]` (in characters) minus its last, possibly partial, word: `" ".join(text[:n].split(" ")[:-1])`.
