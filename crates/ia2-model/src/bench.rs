@@ -311,8 +311,7 @@ fn run_inner(args: &BenchArgs) -> Result<BenchReport> {
 
     let matmul = matmul_peak(shape.matmul_n, &device);
 
-    adapter.without_autodiff();
-    let decode = decode(&shape, args.decode_tokens, &decoder, &adapter, seed)?;
+    let decode = decode(&shape, args.decode_tokens, &decoder, seed)?;
     let peak_rss_mb = proc_status_mb("VmHWM:").unwrap_or(f64::NAN);
 
     let step_flop = step.step_gflop * 1e9;
@@ -735,83 +734,37 @@ fn matmul_peak(n: usize, device: &Device) -> MatmulReport {
     }
 }
 
-fn argmax_last(logits: Option<Tensor<3>>) -> Result<u32> {
-    let logits = logits.context("no logits returned")?;
-    let v = logits
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
-    let (best, _) = v
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv { (i, x) } else { (bi, bv) }
-        });
-    Ok(best as u32)
-}
-
-fn greedy_cached(
-    decoder: &Decoder,
-    adapter: &Adapter,
-    prompt: &[u32],
-    n: usize,
-) -> Result<Vec<u32>> {
-    let capture = Capture {
-        logits: Positions::Last,
-        attn: Positions::None,
-    };
-    let mut cache = decoder.new_cache(1, Some(adapter));
-    let mut out = decoder.forward(&Batch::single(prompt), &mut cache, Some(adapter), &capture)?;
-    let mut tokens = Vec::with_capacity(n);
-    loop {
-        let t = argmax_last(out.logits)?;
-        tokens.push(t);
-        if tokens.len() == n {
-            return Ok(tokens);
-        }
-        out = decoder.forward(&Batch::single(&[t]), &mut cache, Some(adapter), &capture)?;
-    }
-}
-
-fn greedy_recompute(
-    decoder: &Decoder,
-    adapter: &Adapter,
-    prompt: &[u32],
-    n: usize,
-) -> Result<Vec<u32>> {
-    let capture = Capture {
-        logits: Positions::Last,
-        attn: Positions::None,
-    };
-    let mut seq = prompt.to_vec();
-    for _ in 0..n {
-        let mut cache = decoder.new_cache(1, Some(adapter));
-        let out = decoder.forward(&Batch::single(&seq), &mut cache, Some(adapter), &capture)?;
-        seq.push(argmax_last(out.logits)?);
-    }
-    Ok(seq.split_off(prompt.len()))
-}
-
-fn decode(
-    shape: &BenchShape,
-    n: usize,
-    decoder: &Decoder,
-    adapter: &Adapter,
-    seed: u64,
-) -> Result<DecodeReport> {
+/// Greedy decoding of the base model through [`crate::greedy`] (what `ia2 generate` runs), with and
+/// without the KV cache.
+fn decode(shape: &BenchShape, n: usize, decoder: &Decoder, seed: u64) -> Result<DecodeReport> {
     let mut rng = Rng::for_name(seed, "decode.prompt");
     let prompt: Vec<u32> = (0..shape.prompt_tokens)
         .map(|_| rng.below(shape.vocab) as u32)
         .collect();
-    // Warm-up of the single-token path.
-    greedy_cached(decoder, adapter, &prompt, 2.min(n))?;
-    let t = Instant::now();
-    let cached = greedy_cached(decoder, adapter, &prompt, n)?;
-    let cached_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let recomputed = greedy_recompute(decoder, adapter, &prompt, n)?;
-    let recompute_s = t.elapsed().as_secs_f64();
+    let run = |max_new_tokens: usize, use_cache: bool| -> Result<(Vec<u32>, f64)> {
+        let options = crate::GenerateOptions {
+            max_new_tokens,
+            eos_token_ids: Vec::new(),
+            pad_token_id: 0,
+            use_cache,
+        };
+        let t = Instant::now();
+        let out = crate::greedy(
+            decoder,
+            None,
+            std::slice::from_ref(&prompt),
+            &options,
+            |_, _| false,
+            |_| {},
+        )?;
+        Ok((
+            out.into_iter().next().expect("one prompt").tokens,
+            t.elapsed().as_secs_f64(),
+        ))
+    };
+    run(2.min(n), true)?; // warm-up of the single-token path
+    let (cached, cached_s) = run(n, true)?;
+    let (recomputed, recompute_s) = run(n, false)?;
     if let Some(i) = (0..n).find(|&i| cached[i] != recomputed[i]) {
         bail!(
             "greedy decoding with and without the KV cache differ at new token {i}: {} vs {}",
@@ -950,7 +903,7 @@ impl fmt::Display for BenchReport {
         writeln!(f)?;
         writeln!(
             f,
-            "greedy decoding: prompt {}, {} new tokens, batch 1, with the trained LoRA",
+            "greedy decoding (base model, ia2_model::greedy): prompt {}, {} new tokens, batch 1",
             d.prompt_tokens, d.new_tokens
         )?;
         writeln!(

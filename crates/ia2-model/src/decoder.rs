@@ -442,7 +442,13 @@ impl Decoder {
             None => (k, v),
         };
         cache.layers[l] = Some((k.clone(), v.clone()));
-        let (k, v) = (repeat_kv(k, c.kv_groups()), repeat_kv(v, c.kv_groups()));
+        // The backend's fused attention shares kv heads across query groups itself; the differentiable
+        // fallback used under autodiff needs them repeated.
+        let (k, v) = if q.is_autodiff() || k.is_autodiff() || v.is_autodiff() {
+            (repeat_kv(k, c.kv_groups()), repeat_kv(v, c.kv_groups()))
+        } else {
+            (k, v)
+        };
         let out = attention(
             q,
             k,
