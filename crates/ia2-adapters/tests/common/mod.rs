@@ -1,13 +1,15 @@
-//! Shared helpers for tests against ../shared/fixtures (transformers + PEFT reference outputs).
+//! Helpers for tests against ../shared/fixtures (transformers + PEFT reference outputs); the generic ones
+//! come from `ia2-testkit`.
 #![allow(dead_code)]
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Tensor};
 use ia2_hf::Weights;
 use ia2_model::{Adapter, Batch, Capture, Decoder, Positions, load_decoder};
 use std::path::PathBuf;
 
-pub const MODELS: [&str; 2] = ["qwen3-tiny", "llama-tiny"];
+pub use ia2_testkit::*;
+
 pub const KINDS: [&str; 6] = [
     "lora",
     "lora_qkv_mlp",
@@ -16,23 +18,6 @@ pub const KINDS: [&str; 6] = [
     "prompt",
     "prefix",
 ];
-
-/// `../shared/fixtures/<name>`, or None (with a notice) when the shared folder is absent.
-pub fn fixture(name: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
-        .join(name);
-    if dir.exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: fixture {} not found", dir.display());
-        None
-    }
-}
-
-pub fn device() -> Device {
-    Device::flex()
-}
 
 pub struct Fixture {
     pub name: &'static str,
@@ -51,11 +36,7 @@ impl Fixture {
     }
 
     pub fn ids(&self, i: usize) -> Vec<u32> {
-        let (v, _) = self
-            .cases
-            .get_i64(&format!("case{i}.input_ids"))
-            .expect("input ids");
-        v.into_iter().map(|x| x as u32).collect()
+        ids(&self.cases, i)
     }
 }
 
@@ -70,64 +51,6 @@ pub fn load(name: &'static str) -> Option<Fixture> {
         model,
         cases,
     })
-}
-
-/// Values and shape of a tensor.
-pub type Values = (Vec<f32>, Vec<usize>);
-
-pub fn expected(w: &Weights, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let view = w.get(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-    (view.to_f32_vec(), view.shape().to_vec())
-}
-
-pub fn values<const D: usize>(t: Tensor<D>) -> (Vec<f32>, Vec<usize>) {
-    let dims = t.dims().to_vec();
-    (
-        t.without_autodiff()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32 data"),
-        dims,
-    )
-}
-
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// ‖a − b‖ / ‖b‖
-pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
-pub fn assert_close(
-    what: &str,
-    got: (Vec<f32>, Vec<usize>),
-    want: (Vec<f32>, Vec<usize>),
-    tol: f32,
-) {
-    assert_eq!(got.1, want.1, "{what}: shape");
-    let err = max_abs_diff(&got.0, &want.0);
-    assert!(err <= tol, "{what}: max abs error {err} > {tol}");
-}
-
-/// Stacks per-layer `[1, S, H]` attention outputs into `[layers, S, H]` values.
-pub fn stack_attn(attn: Vec<Tensor<3>>) -> (Vec<f32>, Vec<usize>) {
-    let t: Tensor<4> = Tensor::stack(attn, 0);
-    let [l, _, s, h] = t.dims();
-    values(t.reshape([l, s, h]))
 }
 
 /// Logits `[S(+N), vocab]` and attention `[layers, S(+N), hidden]` of one unpadded sequence.

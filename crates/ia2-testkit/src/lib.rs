@@ -1,0 +1,106 @@
+//! Test helpers shared by the ia2 crates' tests: locating the golden fixtures in `../shared/fixtures`
+//! (transformers + PEFT reference outputs) and comparing tensors against them.
+
+use burn::tensor::{Device, Tensor};
+use ia2_hf::Weights;
+use std::path::PathBuf;
+
+/// The fixture models.
+pub const MODELS: [&str; 2] = ["qwen3-tiny", "llama-tiny"];
+
+/// Values and shape of a tensor.
+pub type Values = (Vec<f32>, Vec<usize>);
+
+/// `../shared/fixtures/<name>` beside the checkout, or None (with a notice) when the shared folder is absent.
+pub fn fixture(name: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures")
+        .join(name);
+    if dir.exists() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: fixture {} not found", dir.display());
+        None
+    }
+}
+
+/// The CPU device every test runs on.
+pub fn device() -> Device {
+    Device::flex()
+}
+
+/// Token ids of `case{i}.input_ids` in a fixture's cases file.
+pub fn ids(cases: &Weights, i: usize) -> Vec<u32> {
+    let (v, _) = cases
+        .get_i64(&format!("case{i}.input_ids"))
+        .expect("input ids");
+    v.into_iter().map(|x| x as u32).collect()
+}
+
+/// A stored reference tensor as f32 values and shape.
+pub fn expected(w: &Weights, name: &str) -> Values {
+    let view = w.get(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (view.to_f32_vec(), view.shape().to_vec())
+}
+
+/// A tensor's values (read without autodiff) and shape.
+pub fn values<const D: usize>(t: Tensor<D>) -> Values {
+    let dims = t.dims().to_vec();
+    let data = t
+        .without_autodiff()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 data");
+    (data, dims)
+}
+
+/// Largest absolute difference of two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// ‖a − b‖ / ‖b‖
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+/// Asserts equal shapes and a max absolute error of at most `tol`.
+pub fn assert_close(what: &str, got: Values, want: Values, tol: f32) {
+    assert_eq!(got.1, want.1, "{what}: shape");
+    let err = max_abs_diff(&got.0, &want.0);
+    assert!(err <= tol, "{what}: max abs error {err} > {tol}");
+}
+
+/// Stacks per-layer `[1, S, H]` attention outputs into `[layers, S, H]` values.
+pub fn stack_attn(attn: Vec<Tensor<3>>) -> Values {
+    let t: Tensor<4> = Tensor::stack(attn, 0);
+    let [l, _, s, h] = t.dims();
+    values(t.reshape([l, s, h]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparisons_detect_differences() {
+        assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
+        assert_eq!(rel_err(&[1.0, 1.0], &[1.0, 0.0]), 1.0);
+        let caught = std::panic::catch_unwind(|| {
+            assert_close("x", (vec![1.0], vec![1]), (vec![1.1], vec![1]), 1e-3)
+        });
+        assert!(caught.is_err());
+    }
+}
