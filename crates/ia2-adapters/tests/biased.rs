@@ -52,10 +52,6 @@ impl WeightSource for Random {
             .collect();
         Ok(TensorData::new(data, shape).convert_dtype(dtype))
     }
-
-    fn contains(&self, _: &str) -> bool {
-        true
-    }
 }
 
 fn config() -> ModelConfig {

@@ -433,10 +433,6 @@ impl WeightSource for SyntheticWeights {
             data.convert_dtype(dtype)
         })
     }
-
-    fn contains(&self, name: &str) -> bool {
-        self.spec(name).is_some()
-    }
 }
 
 /// splitmix64: small, fast, and reproducible across platforms.
@@ -993,9 +989,9 @@ mod tests {
             config: shape.config(),
             seed: 7,
         };
-        assert!(w.contains("model.layers.1.mlp.down_proj.weight"));
-        assert!(!w.contains("model.layers.2.mlp.down_proj.weight"));
-        assert!(!w.contains("model.layers.0.mlp.q_proj.weight"));
+        assert!(w.spec("model.layers.1.mlp.down_proj.weight").is_some());
+        assert!(w.spec("model.layers.2.mlp.down_proj.weight").is_none());
+        assert!(w.spec("model.layers.0.mlp.q_proj.weight").is_none());
         let a = w.tensor("lm_head.weight", DType::F32).unwrap();
         let b = w.tensor("lm_head.weight", DType::F32).unwrap();
         assert_eq!(a, b);

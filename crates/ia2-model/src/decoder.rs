@@ -19,8 +19,6 @@ use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 pub trait WeightSource {
     /// The tensor called `name` converted to `dtype`; an error names the tensor when it is missing.
     fn tensor(&self, name: &str, dtype: DType) -> Result<TensorData>;
-    /// Whether the source has a tensor called `name`.
-    fn contains(&self, name: &str) -> bool;
 }
 
 /// A frozen linear projection, weight `[out, in]`.

@@ -17,10 +17,6 @@ impl WeightSource for Weights {
             _ => TensorData::new(view.to_f32_vec(), shape).convert_dtype(dtype),
         })
     }
-
-    fn contains(&self, name: &str) -> bool {
-        Weights::contains(self, name)
-    }
 }
 
 /// Loads config.json and the safetensors weights of a local model directory.
