@@ -107,7 +107,25 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     match &args.output {
         Some(path) => {
+            // The full configuration beside the completions: `<output>.config.json`.
+            let config = serde_json::json!({
+                "model": model.description,
+                "max_new_tokens": args.max_new_tokens,
+                "stop": args.stop,
+                "eos_token_ids": options.eos_token_ids,
+                "pad_token_id": options.pad_token_id,
+                "use_cache": options.use_cache,
+                "batch_size": args.batch_size,
+                "prompts": lines.len(),
+                "ia2_version": env!("CARGO_PKG_VERSION"),
+            });
+            let mut config_path = path.as_os_str().to_owned();
+            config_path.push(".config.json");
             write_atomic(path, text.as_bytes())?;
+            write_atomic(
+                std::path::Path::new(&config_path),
+                format!("{config:#}\n").as_bytes(),
+            )?;
             tracing::info!(path = %path.display(), prompts = lines.len(), "wrote completions");
         }
         None => print!("{text}"),

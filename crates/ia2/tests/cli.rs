@@ -210,6 +210,12 @@ fn builtin_model_generates_and_writes_output_file() {
     let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(line["prompt"], "Text:fine\nLabel:");
     assert!(line["tokens"].as_array().unwrap().len() <= 5);
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("out.jsonl.config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["max_new_tokens"], 5);
+    assert_eq!(config["model"]["model_arg"], "builtin:tiny-qwen3");
 }
 
 #[test]
