@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Benchmarks: prepare datasets, build training sets with ICL demos and evaluation demo sets.
+    /// Datasets (the 12 benchmarks): prepare them, build training sets with ICL demos and evaluation demo sets.
     #[command(subcommand)]
     Data(ia2_data::cli::DataCommand),
     /// Greedy generation (batched, KV cache, EOS and stop strings), optionally with a PEFT adapter.
