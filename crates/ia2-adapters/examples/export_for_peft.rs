@@ -84,14 +84,7 @@ fn main() -> Result<()> {
         let cases = Weights::open_file(fdir.join("cases.safetensors"))?;
         let mc = &model.config;
         let mut jobs: Vec<(String, Adapter, PeftConfig)> = Vec::new();
-        for kind in [
-            "lora",
-            "lora_qkv_mlp",
-            "ia3",
-            "ia3_kv_ff",
-            "prompt",
-            "prefix",
-        ] {
+        for kind in ia2_testkit::ADAPTER_KINDS {
             let (mut a, c) = load_peft(fdir.join("adapters").join(kind), mc, &device)?;
             perturb(&mut a, &device);
             jobs.push((format!("fixture_{kind}"), a, c));

@@ -20,7 +20,7 @@ fn load_kind(f: &Fixture, kind: &str) -> (Adapter, PeftConfig) {
 fn outputs_match_peft() {
     for name in MODELS {
         let Some(f) = load(name) else { return };
-        for kind in KINDS {
+        for kind in ADAPTER_KINDS {
             let (adapter, _) = load_kind(&f, kind);
             let exp = f.expected(kind);
             for i in 0..3 {
@@ -47,7 +47,7 @@ fn outputs_match_peft() {
 fn gradients_match_peft_and_only_adapters_train() {
     for name in MODELS {
         let Some(f) = load(name) else { return };
-        for kind in KINDS {
+        for kind in ADAPTER_KINDS {
             let (mut adapter, config) = load_kind(&f, kind);
             adapter.require_grad();
             let exp = f.expected(kind);
@@ -111,7 +111,7 @@ fn save_load_round_trip_is_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();
     for name in MODELS {
         let Some(f) = load(name) else { return };
-        for kind in KINDS {
+        for kind in ADAPTER_KINDS {
             let src = f.adapter_dir(kind);
             let (adapter, config) = load_kind(&f, kind);
             let out = tmp.path().join(name).join(kind);

@@ -61,3 +61,10 @@ fn shuffle<T>(rng: &mut impl Bits, x: &mut [T]) {
         x.swap(i, j);
     }
 }
+
+/// A shuffled `0..n` (numpy's `permutation(n)` for both generators).
+fn permutation(rng: &mut impl Bits, n: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    shuffle(rng, &mut v);
+    v
+}

@@ -109,9 +109,7 @@ impl RandomState {
 
     /// Legacy `permutation(n)`: a shuffled `0..n`.
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).collect();
-        self.shuffle(&mut v);
-        v
+        crate::permutation(self, n)
     }
 
     /// Legacy `choice(n, k, replace=False)` (no `p`): the first `k` entries of `permutation(n)`.

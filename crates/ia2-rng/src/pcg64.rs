@@ -160,9 +160,7 @@ impl Generator {
 
     /// `Generator.permutation(n)`: a shuffled `0..n`.
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).collect();
-        self.shuffle(&mut v);
-        v
+        crate::permutation(self, n)
     }
 }
 

@@ -8,20 +8,33 @@ use std::path::PathBuf;
 /// The fixture models.
 pub const MODELS: [&str; 2] = ["qwen3-tiny", "llama-tiny"];
 
+/// The adapter fixtures of every model (`adapters/<kind>/`).
+pub const ADAPTER_KINDS: [&str; 6] = [
+    "lora",
+    "lora_qkv_mlp",
+    "ia3",
+    "ia3_kv_ff",
+    "prompt",
+    "prefix",
+];
+
 /// Values and shape of a tensor.
 pub type Values = (Vec<f32>, Vec<usize>);
 
-/// `../shared/fixtures/<name>` beside the checkout, or None (with a notice) when the shared folder is absent.
-pub fn fixture(name: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
-        .join(name);
+/// `../shared/fixtures` beside the checkout, or None (with a notice) when the shared folder is absent.
+pub fn fixtures_root() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
     if dir.exists() {
         Some(dir)
     } else {
-        eprintln!("skipping: fixture {} not found", dir.display());
+        eprintln!("skipping: fixtures {} not found", dir.display());
         None
     }
+}
+
+/// `../shared/fixtures/<name>`, or None (with a notice) when the shared folder is absent.
+pub fn fixture(name: &str) -> Option<PathBuf> {
+    fixtures_root().map(|root| root.join(name))
 }
 
 /// The CPU device every test runs on.

@@ -2,18 +2,9 @@
 //! input fails with one clear error (exit code 1, never a panic).
 
 use ia2_hf::Weights;
+use ia2_testkit::{ADAPTER_KINDS, fixtures_root, max_abs_diff};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} not found", dir.display());
-        None
-    }
-}
 
 fn ia2(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ia2"))
@@ -61,17 +52,9 @@ fn texts(model_dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn generate_reproduces_transformers_greedy_tokens() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = fixtures_root() else { return };
     for name in ["qwen3-tiny", "llama-tiny"] {
         let dir = fx.join(name);
         let model = dir.join("model");
@@ -110,21 +93,14 @@ fn generate_reproduces_transformers_greedy_tokens() {
 
 #[test]
 fn activations_match_transformers_with_and_without_adapters() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = fixtures_root() else { return };
     let tmp = tempfile::tempdir().unwrap();
     for name in ["qwen3-tiny", "llama-tiny"] {
         let dir = fx.join(name);
         let model = dir.join("model");
         let text = texts(&dir)[0].clone();
         let mut runs: Vec<(String, Option<PathBuf>, bool)> = vec![("base".into(), None, false)];
-        for kind in [
-            "lora",
-            "lora_qkv_mlp",
-            "ia3",
-            "ia3_kv_ff",
-            "prompt",
-            "prefix",
-        ] {
+        for kind in ADAPTER_KINDS {
             runs.push((kind.into(), Some(dir.join("adapters").join(kind)), false));
             if kind.starts_with("lora") || kind.starts_with("ia3") {
                 runs.push((
@@ -160,7 +136,7 @@ fn activations_match_transformers_with_and_without_adapters() {
                 let g = got.get(&format!("prompt0.{field}")).unwrap();
                 let w = expected.get(&format!("case0.{field}")).unwrap();
                 assert_eq!(g.shape(), w.shape(), "{name} {label} {field} shape");
-                let err = max_abs(&g.to_f32_vec(), &w.to_f32_vec());
+                let err = max_abs_diff(&g.to_f32_vec(), &w.to_f32_vec());
                 assert!(err <= 1e-4, "{name} {label} {field}: max abs error {err}");
             }
         }
@@ -169,7 +145,7 @@ fn activations_match_transformers_with_and_without_adapters() {
 
 #[test]
 fn generate_runs_with_every_adapter_kind() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = fixtures_root() else { return };
     let dir = fx.join("llama-tiny");
     let model = dir.join("model");
     for kind in ["lora", "ia3", "prompt", "prefix"] {
@@ -220,7 +196,7 @@ fn builtin_model_generates_and_writes_output_file() {
 
 #[test]
 fn bad_input_fails_with_a_clear_error() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = fixtures_root() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let model = fx.join("qwen3-tiny/model");
 
@@ -338,7 +314,7 @@ fn bad_input_fails_with_a_clear_error() {
 
 #[test]
 fn activations_accepts_several_token_id_sequences() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = fixtures_root() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let model = fx.join("qwen3-tiny/model");
     let out = tmp.path().join("ids.safetensors");

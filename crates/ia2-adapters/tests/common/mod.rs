@@ -10,15 +10,6 @@ use std::path::PathBuf;
 
 pub use ia2_testkit::*;
 
-pub const KINDS: [&str; 6] = [
-    "lora",
-    "lora_qkv_mlp",
-    "ia3",
-    "ia3_kv_ff",
-    "prompt",
-    "prefix",
-];
-
 pub struct Fixture {
     pub name: &'static str,
     pub dir: PathBuf,
