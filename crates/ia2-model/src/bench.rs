@@ -6,13 +6,14 @@
 //! report gives ms per step against the analytic FLOP count and a matmul peak measured in the same run,
 //! the peak RSS, and greedy decoding tokens/s with and without the cache.
 
-use crate::adapter::{Adapter, AdapterTensorMut, LoraPair, slot};
+use crate::adapter::{Adapter, LoraPair, slot};
 use crate::batch::{Batch, Capture, Positions};
 use crate::config::{Arch, ModelConfig, Proj, RopeScaling};
 use crate::decoder::{Decoder, WeightSource};
+use crate::optim::{Adam, AdamConfig, GradAccumulator};
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{DType, Device, Gradients, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -497,92 +498,6 @@ pub fn synthetic_lora(shape: &BenchShape, seed: u64, device: &Device) -> Adapter
     }
 }
 
-/// Adam moments of one tensor, flattened, on the plain (non-autodiff) device.
-struct Moments {
-    m: Tensor<1>,
-    v: Tensor<1>,
-}
-
-struct Adam {
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    t: i32,
-    moments: Vec<Option<Moments>>,
-}
-
-impl Adam {
-    fn new(lr: f64) -> Adam {
-        Adam {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            t: 0,
-            moments: Vec::new(),
-        }
-    }
-
-    /// Updates every adapter tensor from `grads` and marks it trainable again. Returns the sum of
-    /// squared gradients; fails when a tensor has no gradient or a non-finite or all-zero one.
-    fn step(&mut self, adapter: &mut Adapter, grads: &mut Gradients) -> Result<f64> {
-        self.t += 1;
-        let mut sq_sum = 0.0;
-        let tensors = adapter.tensors_mut();
-        self.moments.resize_with(tensors.len(), || None);
-        for (i, t) in tensors.into_iter().enumerate() {
-            let sq = match t {
-                AdapterTensorMut::D1(p) => self.update(p, grads, i)?,
-                AdapterTensorMut::D2(p) => self.update(p, grads, i)?,
-            };
-            sq_sum += sq;
-        }
-        Ok(sq_sum)
-    }
-
-    fn update<const D: usize>(
-        &mut self,
-        p: &mut Tensor<D>,
-        grads: &mut Gradients,
-        i: usize,
-    ) -> Result<f64> {
-        let dims = p.dims();
-        let n = dims.iter().product::<usize>();
-        let g = p
-            .grad_remove(grads)
-            .with_context(|| format!("adapter tensor {i} {dims:?} got no gradient"))?
-            .reshape([n]);
-        let sq: f64 = g.clone().square().sum().into_scalar::<f32>() as f64;
-        ensure!(
-            sq.is_finite() && sq > 0.0,
-            "adapter tensor {i} {dims:?}: gradient squared norm {sq}"
-        );
-        let (b1, b2) = (self.beta1, self.beta2);
-        let Moments { m, v } = match self.moments[i].take() {
-            Some(Moments { m, v }) => Moments {
-                m: m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
-                v: v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
-            },
-            None => Moments {
-                m: g.clone().mul_scalar(1.0 - b1),
-                v: g.square().mul_scalar(1.0 - b2),
-            },
-        };
-        let bc1 = 1.0 - b1.powi(self.t);
-        let bc2 = 1.0 - b2.powi(self.t);
-        let update = m
-            .clone()
-            .div_scalar(bc1)
-            .div(v.clone().div_scalar(bc2).sqrt().add_scalar(self.eps))
-            .mul_scalar(self.lr);
-        let new = p.clone().without_autodiff().reshape([n]) - update;
-        *p = new.reshape(dims).autodiff().require_grad();
-        self.moments[i] = Some(Moments { m, v });
-        Ok(sq)
-    }
-}
-
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -629,7 +544,8 @@ fn train(
         })
         .collect();
     let trainable_tensors = adapter.tensors().len();
-    let mut adam = Adam::new(1e-3);
+    let mut adam = Adam::new(AdamConfig::with_lr(1e-3));
+    let mut accum = GradAccumulator::new();
 
     let (mut total, mut fwd, mut bwd, mut opt) = (vec![], vec![], vec![], vec![]);
     let (mut first_loss, mut last_loss, mut first_grad_norm) = (f32::NAN, f32::NAN, f64::NAN);
@@ -654,7 +570,10 @@ fn train(
         let t1 = Instant::now();
         let mut grads = loss.backward();
         let t2 = Instant::now();
-        let sq = adam.step(adapter, &mut grads)?;
+        accum.add(&adapter.tensors(), &mut grads, 1.0)?;
+        let norm = accum.global_norm()?;
+        ensure!(norm > 0.0, "all-zero gradient at step {step}");
+        adam.step(adapter.tensors_mut(), &mut accum)?;
         let t3 = Instant::now();
         ensure!(
             loss_value.is_finite(),
@@ -662,7 +581,7 @@ fn train(
         );
         if step == 0 {
             first_loss = loss_value;
-            first_grad_norm = sq.sqrt();
+            first_grad_norm = norm;
         }
         last_loss = loss_value;
         if step >= args.warmup {

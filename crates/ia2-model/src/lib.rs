@@ -9,6 +9,7 @@ pub mod config;
 pub mod decoder;
 pub mod generate;
 pub mod hf;
+pub mod optim;
 pub mod rope;
 
 pub use adapter::Adapter;

@@ -1,9 +1,9 @@
 //! `ia2 generate`: batched greedy decoding.
 
-use crate::model::ModelArgs;
 use crate::output::write_atomic;
 use crate::prompts::PromptArgs;
 use anyhow::{Result, ensure};
+use ia2_load::ModelArgs;
 use ia2_model::{GenerateOptions, StopReason, greedy};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;

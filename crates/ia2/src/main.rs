@@ -2,7 +2,6 @@
 
 mod activations;
 mod generate;
-mod model;
 mod output;
 mod prompts;
 
@@ -35,6 +34,10 @@ enum Command {
     Activations(activations::ActivationsArgs),
     /// Measure the training step and greedy decoding speed (with and without the KV cache).
     Bench(ia2_model::bench::BenchArgs),
+    /// Train adapters: `[ia3-|prompt-|prefix-]{tok,tokl,act,tna,a2t,t2a}` (teacher targets collected once, cached).
+    Train(Box<ia2_train::TrainArgs>),
+    /// Collect and cache the teacher targets (ICL responses, activations, distributions) without training.
+    Teacher(Box<ia2_train::TrainArgs>),
 }
 
 fn main() {
@@ -50,6 +53,8 @@ fn main() {
         Command::Data(cmd) => ia2_data::cli::run(cmd),
         Command::Generate(args) => generate::run(args),
         Command::Activations(args) => activations::run(args),
+        Command::Train(args) => ia2_train::run(&args).map(|_| ()),
+        Command::Teacher(args) => ia2_train::precompute_teacher(&args).map(|_| ()),
         Command::Bench(args) => ia2_model::bench::run(&args).map(|report| println!("{report}")),
     };
     if let Err(err) = result {

@@ -1,4 +1,5 @@
-//! `--model` / `--model-id` / `--adapter` options shared by every command that runs a model.
+//! Model selection shared by every command that runs a model: `--model` / `--model-id` / `--revision` /
+//! `--dtype` / `--adapter` / `--merge-adapter` / `--device`, and loading the decoder, tokenizer and adapter.
 
 use anyhow::{Context, Result};
 use burn::tensor::{DType, Device};
@@ -38,7 +39,7 @@ pub struct ModelArgs {
     pub device: String,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightDtype {
     F32,
     Bf16,
@@ -46,7 +47,7 @@ pub enum WeightDtype {
 }
 
 impl WeightDtype {
-    fn dtype(self) -> DType {
+    pub fn dtype(self) -> DType {
         match self {
             WeightDtype::F32 => DType::F32,
             WeightDtype::Bf16 => DType::BF16,
@@ -64,6 +65,8 @@ pub struct LoadedModel {
     pub adapter: Option<Adapter>,
     /// What was loaded, for metadata of outputs.
     pub description: serde_json::Value,
+    /// The resolved model directory.
+    pub dir: PathBuf,
 }
 
 pub fn parse_device(spec: &str) -> Result<Device> {
@@ -89,6 +92,22 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 }
 
 impl ModelArgs {
+    /// What the user asked for: the hub id, or the `--model` value (directory or `builtin:NAME`).
+    pub fn model_arg(&self) -> String {
+        self.model_id.clone().unwrap_or_else(|| self.model.clone())
+    }
+
+    /// Short model name as the seed records it: the last path component of the id (`Qwen3-4B-Base`).
+    pub fn model_name(&self) -> String {
+        let arg = self.model_arg();
+        let arg = arg.strip_prefix("builtin:").unwrap_or(&arg);
+        arg.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(arg)
+            .to_string()
+    }
+
     /// Resolves the model directory (built-in, local, or Hugging Face cache).
     pub fn resolve_dir(&self) -> Result<PathBuf> {
         if let Some(id) = &self.model_id {
@@ -133,7 +152,7 @@ impl ModelArgs {
         }
         let description = serde_json::json!({
             "model": dir.display().to_string(),
-            "model_arg": self.model_id.clone().unwrap_or_else(|| self.model.clone()),
+            "model_arg": self.model_arg(),
             "revision": self.revision,
             "dtype": format!("{:?}", self.dtype).to_lowercase(),
             "adapter": self.adapter.as_ref().map(|p| p.display().to_string()),
@@ -145,6 +164,7 @@ impl ModelArgs {
             generation: hf.generation,
             adapter,
             description,
+            dir,
         })
     }
 }
