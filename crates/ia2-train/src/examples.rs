@@ -70,7 +70,7 @@ pub fn load_run_data(
     })
 }
 
-fn demos_of<'a>(demos: &'a IclDemos, i: usize) -> Result<&'a [String]> {
+fn demos_of(demos: &IclDemos, i: usize) -> Result<&[String]> {
     match demos {
         IclDemos::Fixed(d) => Ok(d),
         IclDemos::PerExample(lists) => lists

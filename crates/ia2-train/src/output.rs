@@ -52,6 +52,17 @@ pub struct RunDir {
     /// Where an older finished run is moved while the new one takes its place.
     old: PathBuf,
     metrics: std::fs::File,
+    finished: bool,
+}
+
+impl Drop for RunDir {
+    /// A run that fails leaves nothing behind (a killed one leaves its temporary directory, removed by the
+    /// next start).
+    fn drop(&mut self) {
+        if !self.finished {
+            std::fs::remove_dir_all(&self.tmp).ok();
+        }
+    }
 }
 
 impl RunDir {
@@ -82,6 +93,7 @@ impl RunDir {
             tmp,
             old,
             metrics,
+            finished: false,
         })
     }
 
@@ -99,6 +111,8 @@ impl RunDir {
 
     /// Moves the finished run into place (replacing an older finished run of the same name).
     pub fn finish(mut self) -> Result<PathBuf> {
+        // From here on the temporary directory is either renamed into place or left for the next start.
+        self.finished = true;
         self.metrics.flush()?;
         self.metrics.sync_all().ok();
         if self.final_dir.exists() {
@@ -116,6 +130,6 @@ impl RunDir {
                 )
             })?;
         }
-        Ok(self.final_dir)
+        Ok(self.final_dir.clone())
     }
 }

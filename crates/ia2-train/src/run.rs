@@ -157,9 +157,11 @@ fn teacher_targets(
         &base.model.decoder,
         &data.train,
         &data.dev,
-        &base.eos,
-        base.pad,
-        args.teacher_batch,
+        &teacher::DecodeOptions {
+            eos: base.eos.clone(),
+            pad: base.pad,
+            batch: args.teacher_batch,
+        },
     )
 }
 

@@ -127,25 +127,35 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
     Ok(hex::encode(&h.finalize()[..16]))
 }
 
-/// Greedy ICL responses with activations (and distributions) for `sequences`, `batch` rows at a time.
+/// How the teacher decodes.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// Tokens that end a response (kept as its last token).
+    pub eos: Vec<u32>,
+    /// Padding id of left-padded batches (masked, its value never matters).
+    pub pad: u32,
+    /// Sequences per batch.
+    pub batch: usize,
+}
+
+/// Greedy ICL responses of up to `num_generated_tokens` tokens with activations (and distributions) for
+/// `sequences`.
 pub fn collect(
     decoder: &Decoder,
     sequences: &[Sequence],
     num_generated_tokens: usize,
-    eos: &[u32],
-    pad: u32,
     distributions: Option<TopK>,
-    batch: usize,
+    opts: &DecodeOptions,
     progress: &ProgressBar,
 ) -> Result<Vec<Target>> {
     let mut out = Vec::with_capacity(sequences.len());
-    for chunk in sequences.chunks(batch.max(1)) {
+    for chunk in sequences.chunks(opts.batch.max(1)) {
         out.extend(collect_batch(
             decoder,
             chunk,
             num_generated_tokens,
-            eos,
-            pad,
+            &opts.eos,
+            opts.pad,
             distributions,
         )?);
         progress.inc(chunk.len() as u64);
@@ -484,17 +494,15 @@ fn read_entry(path: &Path, key: &CacheKey) -> Result<Targets> {
     })
 }
 
-/// Cached targets for `key`, collecting (and caching) them when absent or unusable.
-#[allow(clippy::too_many_arguments)]
+/// Cached targets for `key`, collecting (and caching) them when absent or unusable. Returns whether they came
+/// from the cache.
 pub fn get_or_collect(
     dir: &Path,
     key: &CacheKey,
     decoder: &Decoder,
     train: &[Sequence],
     dev: &[Sequence],
-    eos: &[u32],
-    pad: u32,
-    batch: usize,
+    opts: &DecodeOptions,
 ) -> Result<(Targets, bool)> {
     match load(dir, key) {
         Ok(Some(t)) if t.train.len() == train.len() && t.dev.len() == dev.len() => {
@@ -518,8 +526,8 @@ pub fn get_or_collect(
     );
     let t = key.num_generated_tokens;
     let targets = Targets {
-        train: collect(decoder, train, t, eos, pad, distributions, batch, &bar)?,
-        dev: collect(decoder, dev, t, eos, pad, distributions, batch, &bar)?,
+        train: collect(decoder, train, t, distributions, opts, &bar)?,
+        dev: collect(decoder, dev, t, distributions, opts, &bar)?,
     };
     bar.finish_and_clear();
     if targets
