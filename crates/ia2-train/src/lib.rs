@@ -6,6 +6,7 @@
 //! [`config::RunConfig`] as its `training_config.json`. [`run::run`] ties them together for `ia2 train`.
 
 pub mod args;
+pub mod bench;
 pub mod config;
 pub mod examples;
 pub mod loss;
