@@ -242,16 +242,30 @@ impl Template {
 }
 
 /// How a model's generated text is turned into an answer at evaluation time.
+///
+/// The one implementation of answer parsing: the evaluation crate (`ia2-eval`) picks the parser from the
+/// registry and calls [`AnswerParser::parse`] on both the gold answer and the generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerParser {
     /// Classification: the stripped text is the label (or remap token).
     Label,
-    /// GSM8K-style numeric answers (`\boxed{}`, `#### N`, `Answer:` ..., last plausible number). Implemented
-    /// by the evaluation crate; [`AnswerParser::parse`] provides the `#### N` / last-number core.
+    /// GSM8K-style numeric answers, first rule that matches wins: the last `\boxed{...}` (balanced braces),
+    /// the last `#### ...`, the last `Answer:` / `The answer is` / `answer is` (case-insensitive; the
+    /// first number of what follows on that line, else that text), the last number anywhere.
+    /// Numbers keep a leading `-`, lose thousands separators (`1,234` → `1234`) and integral values print
+    /// as integers (`5.0` → `5`). `None` when the text holds no answer at all.
+    ///
+    /// Differences from the seed's `parse_answer_gsm8k` (fixes): negative numbers keep their sign; only
+    /// real thousands groups are commas (`1,2` is two numbers); boxes may nest braces; no answer gives
+    /// `None` instead of the whole text; the last-number fallback does not skip years or values in
+    /// (0, 1), and the seed's ad-hoc `$`-amount and unit-word patterns are not used (they preferred an
+    /// earlier price over the final result).
     Gsm,
-    /// Text after the last `####`, stripped (sciqa).
+    /// Text after the last `####`, stripped (sciqa); the whole stripped text when there is no `####`
+    /// (as the seed).
     HashTail,
-    /// Content of `\boxed{...}` (greedy to the last `}`), spaces removed, `\dfrac` → `\frac` (hmath).
+    /// Content of the last `\boxed{...}` with balanced braces (hmath), spaces removed, `\dfrac` → `\frac`.
+    /// `None` without a (closed) box.
     Boxed,
 }
 
@@ -263,55 +277,147 @@ impl AnswerParser {
             AnswerParser::HashTail => {
                 Some(text.rsplit("####").next().unwrap_or("").trim().to_string())
             }
-            AnswerParser::Boxed => {
-                let start = text.find("\\boxed{")? + "\\boxed{".len();
-                // The seed first requires a non-greedy match `\boxed{(.*?)}` on one line, then takes the greedy
-                // `\boxed{(.*)}`: up to the last `}` on the same line.
-                let line_end = text[start..].find('\n').map_or(text.len(), |e| start + e);
-                let end = start + text[start..line_end].rfind('}')?;
-                Some(
-                    text[start..end]
-                        .replace(' ', "")
-                        .replace("\\dfrac{", "\\frac{"),
-                )
-            }
-            AnswerParser::Gsm => {
-                let tail = match text.rfind("####") {
-                    Some(p) => text[p + 4..].lines().next().unwrap_or("").to_string(),
-                    None => text.to_string(),
-                };
-                last_number(&tail)
-            }
+            AnswerParser::Boxed => last_boxed(text).map(|b| {
+                b.replace([' ', '\t', '\n'], "")
+                    .replace("\\dfrac{", "\\frac{")
+            }),
+            AnswerParser::Gsm => parse_gsm(text),
+        }
+    }
+
+    /// Stable name of the parser (recorded in evaluation results).
+    pub fn name(self) -> &'static str {
+        match self {
+            AnswerParser::Label => "label",
+            AnswerParser::Gsm => "gsm",
+            AnswerParser::HashTail => "hash_tail",
+            AnswerParser::Boxed => "boxed",
         }
     }
 }
 
-/// Last number in `s` (digits with optional commas/decimal, and a leading `-`, which the seed's regexes
-/// dropped), normalised like the seed: commas removed, integral values printed as integers.
-fn last_number(s: &str) -> Option<String> {
-    let mut last: Option<String> = None;
-    let mut cur = String::new();
-    let mut prev = ' ';
-    for c in s.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_digit() || ((c == ',' || c == '.') && !cur.is_empty()) {
-            if cur.is_empty() && prev == '-' {
-                cur.push('-');
+/// Content of the last `\boxed{...}` whose braces balance (nested braces allowed); `\boxed x` (no brace)
+/// gives the token after the space. `None` when there is no complete box.
+fn last_boxed(text: &str) -> Option<&str> {
+    const TAG: &str = "\\boxed";
+    let mut search_end = text.len();
+    while let Some(pos) = text[..search_end].rfind(TAG) {
+        let rest = &text[pos + TAG.len()..];
+        if let Some(inner) = rest.strip_prefix('{') {
+            let mut depth = 1usize;
+            for (i, c) in inner.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(&inner[..i]);
+                        }
+                    }
+                    _ => {}
+                }
             }
-            cur.push(c);
-        } else if !cur.is_empty() {
-            let t = cur.trim_end_matches([',', '.']).replace(',', "");
-            if !t.is_empty() {
-                last = Some(t);
+        } else if let Some(after) = rest.strip_prefix(' ') {
+            let token = after
+                .split(|c: char| c.is_whitespace() || c == '$')
+                .next()
+                .unwrap_or("");
+            if !token.is_empty() {
+                return Some(token);
             }
-            cur.clear();
         }
-        prev = c;
+        // An unclosed or empty box: look for an earlier one.
+        search_end = pos;
     }
-    let t = last?;
-    match t.parse::<f64>() {
-        Ok(v) if v.fract() == 0.0 && v.abs() < 1e15 => Some(format!("{}", v as i64)),
-        Ok(v) => Some(format!("{v}")),
-        Err(_) => Some(t),
+    None
+}
+
+/// The GSM cascade (see [`AnswerParser::Gsm`]).
+fn parse_gsm(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Some(inner) = last_boxed(text) {
+        let inner = inner.trim();
+        if let Some(n) = numbers(inner).into_iter().next() {
+            return Some(n);
+        }
+        if !inner.is_empty() {
+            return Some(inner.to_string());
+        }
+    }
+    let lower = text.to_ascii_lowercase();
+    for marker in ["####", "answer:", "the answer is", "answer is"] {
+        let Some(p) = lower.rfind(marker) else {
+            continue;
+        };
+        // The rest of the line after the marker (whitespace, newlines included, skipped first).
+        let after = text[p + marker.len()..].trim_start();
+        let line = after.lines().next().unwrap_or("").trim();
+        let line = line.trim_start_matches([':', '$', ' ']).trim();
+        if let Some(n) = numbers(line).into_iter().next() {
+            return Some(n);
+        }
+        let cleaned = line.trim_end_matches(['.', ',']).trim();
+        if !cleaned.is_empty() {
+            return Some(cleaned.to_string());
+        }
+    }
+    numbers(text).pop()
+}
+
+/// Every number in `s`, in order, normalised: an optional sign `-` (only at the start or after a space or
+/// one of `(=:[{$`), digits with optional thousands groups `,ddd`, an optional fraction `.d+`; commas
+/// dropped, integral values printed as integers.
+fn numbers(s: &str) -> Vec<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_digit()) {
+            i += 1;
+            continue;
+        }
+        let negative = i > 0 && b[i - 1] == b'-' && (i == 1 || b" \t\n(=:[{$".contains(&b[i - 2]));
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        // Thousands groups: `,ddd` not followed by another digit.
+        while i + 3 < b.len()
+            && b[i] == b','
+            && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
+            && b.get(i + 4).is_none_or(|c| !c.is_ascii_digit())
+        {
+            i += 4;
+        }
+        if i + 1 < b.len() && b[i] == b'.' && b[i + 1].is_ascii_digit() {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+        let digits = s[start..i].replace(',', "");
+        out.push(normalise_number(&digits, negative));
+    }
+    out
+}
+
+fn normalise_number(digits: &str, negative: bool) -> String {
+    let sign = if negative { "-" } else { "" };
+    match digits.parse::<f64>() {
+        Ok(v) if v.fract() == 0.0 && v < 1e15 => {
+            // Integral: print without a fraction (and without leading zeros); `-0` is `0`.
+            let n = v as i64;
+            if n == 0 {
+                "0".to_string()
+            } else {
+                format!("{sign}{n}")
+            }
+        }
+        Ok(v) => format!("{sign}{v}"),
+        Err(_) => format!("{sign}{digits}"),
     }
 }
 

@@ -25,8 +25,9 @@ pub struct ModelArgs {
     /// Revision (branch, tag or commit) for --model-id.
     #[arg(long, requires = "model_id")]
     pub revision: Option<String>,
-    /// Precision the weights are held in; computation is always f32.
-    #[arg(long, value_enum, default_value_t = WeightDtype::F32)]
+    /// Precision the weights are held in; computation is always f32. The seed's `--torch_dtype float|bfloat16`
+    /// is accepted as well.
+    #[arg(long, alias = "torch_dtype", alias = "torch-dtype", value_enum, default_value_t = WeightDtype::F32)]
     pub dtype: WeightDtype,
     /// PEFT adapter directory (adapter_config.json + adapter_model.safetensors): LoRA, IA3, prompt or prefix tuning.
     #[arg(long)]
@@ -41,8 +42,11 @@ pub struct ModelArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightDtype {
+    #[value(alias = "float", alias = "float32")]
     F32,
+    #[value(alias = "bfloat16")]
     Bf16,
+    #[value(alias = "float16", alias = "half")]
     F16,
 }
 

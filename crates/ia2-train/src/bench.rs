@@ -110,7 +110,10 @@ fn seed_way(decoder: &Decoder, seq: &Sequence, steps: usize) -> Result<Vec<u32>>
 
 /// Runs the training benchmark.
 pub fn run(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
-    ensure!(args.sequences > 0 && args.seed_way_sequences > 0, "need at least one sequence");
+    ensure!(
+        args.sequences > 0 && args.seed_way_sequences > 0,
+        "need at least one sequence"
+    );
     let shape = BenchShape::new(BenchSize::Reference);
     let device = Device::flex();
     let weights = SyntheticWeights {
@@ -144,7 +147,10 @@ pub fn run(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
         let start = Instant::now();
         for (s, target) in seqs.iter().zip(&targets).take(n_seed) {
             let tokens = seed_way(&decoder, s, t)?;
-            ensure!(tokens == target.tokens, "the seed's way decoded other tokens");
+            ensure!(
+                tokens == target.tokens,
+                "the seed's way decoded other tokens"
+            );
         }
         let seed_ms = start.elapsed().as_secs_f64() * 1e3 / n_seed as f64;
         teacher_timings.push(TeacherTiming {
@@ -229,7 +235,10 @@ impl fmt::Display for TrainBenchReport {
             writeln!(
                 f,
                 "  teacher T={:<3} ours {:>8.1} ms/seq (batched, KV cache)   seed's way {:>9.1} ms/seq   {:>5.1}x",
-                t.num_generated_tokens, t.ours_ms_per_sequence, t.seed_way_ms_per_sequence, t.speedup
+                t.num_generated_tokens,
+                t.ours_ms_per_sequence,
+                t.seed_way_ms_per_sequence,
+                t.speedup
             )?;
         }
         for e in &self.epochs {

@@ -165,7 +165,17 @@ impl RunConfig {
         let label = self.label_type.as_str();
         match m.objective {
             Objective::Act => base,
-            Objective::Tna => format!("{base}_{}", py_float(self.ce_loss_weight.unwrap_or(0.0))),
+            // The seed's tna name has no label type; ours adds it when it is not the default, so runs that
+            // differ only in it do not overwrite each other.
+            Objective::Tna => match self.label_type {
+                LabelType::IclOutputs => {
+                    format!("{base}_{}", py_float(self.ce_loss_weight.unwrap_or(0.0)))
+                }
+                LabelType::GroundTruth => format!(
+                    "{base}_{}_{label}",
+                    py_float(self.ce_loss_weight.unwrap_or(0.0))
+                ),
+            },
             Objective::Tokl => match &self.tokl_top_k {
                 Some(k) => format!("{base}_{label}_topk{k}"),
                 None => format!("{base}_{label}"),

@@ -1,6 +1,8 @@
 //! `ia2`: ICL Activation Alignment research toolkit.
 
 mod activations;
+mod bench;
+mod eval;
 mod generate;
 mod output;
 mod prompts;
@@ -32,8 +34,10 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Write logits and per-layer self-attention outputs of prompts or token ids to a safetensors file.
     Activations(activations::ActivationsArgs),
-    /// Measure the training step and greedy decoding speed (with and without the KV cache).
-    Bench(ia2_model::bench::BenchArgs),
+    /// Evaluate the base model and trained adapters with and without ICL demos (accuracy, uncertainty, agreement).
+    Eval(Box<ia2_eval::EvalArgs>),
+    /// Benchmarks: the training step and KV-cache decoding (model), teacher collection and epochs (train).
+    Bench(Box<bench::BenchCommand>),
     /// Train adapters: `[ia3-|prompt-|prefix-]{tok,tokl,act,tna,a2t,t2a}` (teacher targets collected once, cached).
     Train(Box<ia2_train::TrainArgs>),
     /// Collect and cache the teacher targets (ICL responses, activations, distributions) without training.
@@ -55,10 +59,23 @@ fn main() {
         Command::Activations(args) => activations::run(args),
         Command::Train(args) => ia2_train::run(&args).map(|_| ()),
         Command::Teacher(args) => ia2_train::precompute_teacher(&args).map(|_| ()),
-        Command::Bench(args) => ia2_model::bench::run(&args).map(|report| println!("{report}")),
+        Command::Eval(args) => eval::run(*args),
+        Command::Bench(args) => bench::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique names and ids across flattened option groups, ...), which would
+    /// otherwise panic at run time.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

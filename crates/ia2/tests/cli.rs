@@ -359,3 +359,133 @@ fn activations_accepts_several_token_id_sequences() {
     ]);
     assert!(err.contains("5000") && err.contains("vocabulary"), "{err}");
 }
+
+#[test]
+fn train_from_the_command_line_and_load_every_adapter_kind_in_activations() {
+    let Some(fx) = fixtures_root() else { return };
+    let model = fx.join("llama-tiny/model");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let outputs = tmp.path().join("outputs");
+    let rows: Vec<serde_json::Value> = (0..10)
+        .map(|i| serde_json::json!({"idx": i, "question": format!("Text:item {i}\nLabel:"), "answer": (i % 2).to_string()}))
+        .collect();
+    std::fs::create_dir_all(data.join("toy")).unwrap();
+    std::fs::write(
+        data.join("toy/main.json"),
+        serde_json::json!({"metadata": {"max_choices": 2}, "train_examples": rows, "val_examples": rows[..4]})
+            .to_string(),
+    )
+    .unwrap();
+    let (m, d, o) = (
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        outputs.to_str().unwrap(),
+    );
+    ok(&[
+        "data",
+        "train-sets",
+        "--dataset",
+        "toy",
+        "--num-train-examples",
+        "4",
+        "--num-runs",
+        "1",
+        "--data-dir",
+        d,
+    ]);
+    // `ia2 teacher` fills the cache that the training runs then reuse.
+    ok(&[
+        "teacher",
+        "--model",
+        m,
+        "--dataset",
+        "toy",
+        "--data-dir",
+        d,
+        "--output-dir",
+        o,
+        "--num-runs",
+        "1",
+        "--training-method",
+        "act",
+    ]);
+    let cache: Vec<_> = std::fs::read_dir(outputs.join("teacher_cache"))
+        .unwrap()
+        .collect();
+    assert_eq!(cache.len(), 1);
+    for method in ["act", "ia3-tok", "prompt-tna", "prefix-act"] {
+        // The seed's snake_case spellings work as well.
+        ok(&[
+            "train",
+            "--model",
+            m,
+            "--dataset",
+            "toy",
+            "--data_dir",
+            d,
+            "--output_dir",
+            o,
+            "--num_runs",
+            "1",
+            "--training_method",
+            method,
+            "--num_train_epochs",
+            "2",
+            "--num_virtual_tokens",
+            "3",
+        ]);
+        let parent = outputs.join(method).join("toy");
+        let run = std::fs::read_dir(&parent)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let out = tmp.path().join(format!("{method}.safetensors"));
+        ok(&[
+            "activations",
+            "--model",
+            m,
+            "--adapter",
+            run.to_str().unwrap(),
+            "--prompt",
+            "Text:item 3\nLabel:",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            Weights::open_file(&out)
+                .unwrap()
+                .get("prompt0.attn")
+                .is_ok()
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(outputs.join("teacher_cache"))
+            .unwrap()
+            .count(),
+        1,
+        "one entry served all"
+    );
+    let err = fails(&[
+        "train",
+        "--model",
+        m,
+        "--dataset",
+        "nope",
+        "--data-dir",
+        d,
+        "--output-dir",
+        o,
+    ]);
+    assert!(err.contains("nope/train/4_0.json"), "{err}");
+    // A malformed option is a usage error (clap's exit code 2), with the accepted spellings.
+    let out = ia2(&["train", "--model", m, "--training-method", "lora-act"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("unknown training method") && err.contains("ia3-|prompt-|prefix-"),
+        "{err}"
+    );
+}

@@ -1,0 +1,338 @@
+//! Options of `ia2 eval`: the seed's options (kebab-case, with the seed's snake_case spellings as
+//! aliases), with empty selection lists meaning "everything".
+
+use crate::select::{Filters, ModelType};
+use anyhow::{Result, bail, ensure};
+use clap::Parser;
+use ia2_load::ModelArgs;
+use ia2_train::TrainingMethod;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Options of `ia2 eval`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    mut_arg("adapter", |a| a.help(
+        "Evaluate exactly this run directory (PEFT adapter + training_config.json) instead of \
+         discovering runs under --outputs-dir"
+    )),
+    mut_arg("merge_adapter", |a| a.hide(true)),
+    mut_arg("model_id", |a| a.alias("model_id"))
+)]
+pub struct EvalArgs {
+    /// The base model (`--adapter DIR`: see its help).
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    // --- what to evaluate ---
+    /// Model types: `base` and/or training methods ([ia3-|prompt-|prefix-]{tok,tokl,act,tna,a2t,t2a}).
+    /// Default: every training method (not the base model).
+    #[arg(long, alias = "model_types", num_args = 1..)]
+    pub model_types: Vec<String>,
+    /// Datasets the adapters were trained on (default: all found under --outputs-dir).
+    #[arg(long, alias = "trained_datasets", num_args = 1..)]
+    pub trained_datasets: Vec<String>,
+    /// Directory holding `{training_method}/{dataset}/{run}/` (results go to its `evaluations/`).
+    #[arg(
+        long,
+        alias = "outputs_dir",
+        alias = "base-output-dir",
+        alias = "base_output_dir",
+        default_value = "outputs"
+    )]
+    pub outputs_dir: PathBuf,
+    /// Root data directory (`<data-dir>/<name>/main.json`, `train/`, `val/`).
+    #[arg(long, alias = "data_dir", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    // --- filters on the runs' training_config.json (empty = all) ---
+    /// LoRA types (`lora_type`, e.g. qko).
+    #[arg(long, alias = "lora_types", num_args = 1..)]
+    pub lora_types: Vec<String>,
+    /// LoRA ranks.
+    #[arg(long, alias = "lora_rs", num_args = 1..)]
+    pub lora_rs: Vec<usize>,
+    /// LoRA alphas.
+    #[arg(long, alias = "lora_alphas", num_args = 1..)]
+    pub lora_alphas: Vec<f64>,
+    /// IA3 types (`ia3_type`).
+    #[arg(long, alias = "ia3_types", num_args = 1..)]
+    pub ia3_types: Vec<String>,
+    /// Virtual-token counts of prompt/prefix tuning.
+    #[arg(
+        long,
+        alias = "num_virtual_tokens_list",
+        alias = "num-virtual-tokens",
+        alias = "num_virtual_tokens",
+        num_args = 1..
+    )]
+    pub num_virtual_tokens_list: Vec<usize>,
+    /// Training T (`num_generated_tokens`).
+    #[arg(long, alias = "num_tokens", num_args = 1..)]
+    pub num_tokens: Vec<usize>,
+    /// Training-set sizes N. Also the N of the base model's demo sets.
+    #[arg(long, alias = "num_examples", num_args = 1..)]
+    pub num_examples: Vec<usize>,
+    /// Learning rates.
+    #[arg(long, num_args = 1..)]
+    pub lrs: Vec<f64>,
+    /// Run indices. Also the runs of the base model's demo sets.
+    #[arg(long, alias = "run_indices", num_args = 1..)]
+    pub run_indices: Vec<u32>,
+    /// Label types of tok/tokl/a2t/t2a runs (ground_truth, icl_outputs).
+    #[arg(long, alias = "label_types", num_args = 1..)]
+    pub label_types: Vec<String>,
+    /// CE loss weights of tna runs.
+    #[arg(long, alias = "ce_loss_weights", num_args = 1..)]
+    pub ce_loss_weights: Vec<f64>,
+    /// Top-k of tokl runs (`all` or a number).
+    #[arg(long, alias = "tokl_top_k", num_args = 1..)]
+    pub tokl_top_k: Vec<String>,
+    /// Select low-data-regime (LDR) runs, and only those.
+    #[arg(long, alias = "ldr_mode")]
+    pub ldr_mode: bool,
+    /// LDR: labelled samples N.
+    #[arg(long, alias = "num_labelled_samples", num_args = 1..)]
+    pub num_labelled_samples: Vec<usize>,
+    /// LDR: unlabelled samples M.
+    #[arg(long, alias = "num_unlabelled_samples", num_args = 1..)]
+    pub num_unlabelled_samples: Vec<usize>,
+    /// LDR: maximum demo permutations K.
+    #[arg(long, alias = "max_permutations", num_args = 1..)]
+    pub max_permutations: Vec<usize>,
+
+    // --- evaluation ---
+    /// Evaluation datasets (their val_examples). Default: each run's trained dataset; required for `base`.
+    #[arg(long, alias = "eval_datasets", num_args = 1..)]
+    pub eval_datasets: Vec<String>,
+    /// Datasets the ICL demos come from (held-out pool of `<source>/train/{N}_{run}.json`). Default: the
+    /// evaluation dataset itself.
+    #[arg(long, alias = "icl_source_datasets", num_args = 1..)]
+    pub icl_source_datasets: Vec<String>,
+    /// Requested demo counts; each is capped at N-1 and at the pool size.
+    #[arg(long, alias = "icl_max_demos", num_args = 1.., default_values_t = [256])]
+    pub icl_max_demos: Vec<usize>,
+    /// Generated tokens T per example. Default: 1 for classification datasets, 200 otherwise.
+    #[arg(long, alias = "num_gen_tokens_eval")]
+    pub num_gen_tokens_eval: Option<usize>,
+    /// Uncertainty analysis: T = 1, next-token distributions (top-k, label set, ECE); T > 1, per-step
+    /// top-k distributions.
+    #[arg(long, alias = "uncertainty_analysis")]
+    pub uncertainty_analysis: bool,
+    /// k of the top-k distributions.
+    #[arg(long, alias = "top_k", default_value_t = 10)]
+    pub top_k: usize,
+    /// Evaluate only the first K val_examples (part of the result file name).
+    #[arg(long, alias = "max_eval_examples")]
+    pub max_eval_examples: Option<usize>,
+    /// Prompts per forward batch (left-padded; prompts are sorted by length first).
+    #[arg(long, alias = "batch_size", default_value_t = 8)]
+    pub batch_size: usize,
+    /// Pass LoRA/IA3 adapters to the forward pass instead of merging them into a copy of the weights.
+    #[arg(long, alias = "no_merge")]
+    pub no_merge: bool,
+    /// Re-evaluate even when a finished result file exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Continue with the next evaluation after one fails (the failures are listed and the command fails
+    /// at the end).
+    #[arg(long, alias = "keep_going")]
+    pub keep_going: bool,
+    /// List the evaluations (and which are already done) without running them.
+    #[arg(long, alias = "dry_run")]
+    pub dry_run: bool,
+    /// Accepted for the seed's scripts: both modes are always evaluated.
+    #[arg(long, alias = "eval_with_icl", hide = true)]
+    pub eval_with_icl: bool,
+    /// Accepted for the seed's scripts: LoRA/IA3 are merged unless --no-merge.
+    #[arg(long, alias = "merge_lora", hide = true)]
+    pub merge_lora: bool,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "ia2 eval", no_binary_name = true)]
+struct Wrapper {
+    #[command(flatten)]
+    args: EvalArgs,
+}
+
+impl EvalArgs {
+    /// Parses command-line style options (without the program name), for programmatic callers and tests:
+    /// `EvalArgs::from_cli(["--model-types", "base", "--eval-datasets", "sst2", ...])`.
+    pub fn from_cli<I, S>(args: I) -> Result<EvalArgs>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        Ok(Wrapper::try_parse_from(args)?.args)
+    }
+
+    /// The model types asked for (every training method when none is given).
+    pub fn model_types(&self) -> Result<Vec<ModelType>> {
+        if self.model_types.is_empty() {
+            return Ok(TrainingMethod::all()
+                .into_iter()
+                .map(ModelType::Trained)
+                .collect());
+        }
+        let mut out = Vec::new();
+        for s in &self.model_types {
+            let t = ModelType::parse(s)?;
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks option values that clap cannot.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        ensure!(self.top_k > 0, "--top-k must be at least 1");
+        if let Some(t) = self.num_gen_tokens_eval {
+            ensure!(t > 0, "--num-gen-tokens-eval must be at least 1");
+        }
+        if let Some(k) = self.max_eval_examples {
+            ensure!(k > 0, "--max-eval-examples must be at least 1");
+        }
+        ensure!(
+            !self.icl_max_demos.is_empty(),
+            "--icl-max-demos needs at least one value"
+        );
+        if !self.ldr_mode
+            && (!self.num_labelled_samples.is_empty()
+                || !self.num_unlabelled_samples.is_empty()
+                || !self.max_permutations.is_empty())
+        {
+            bail!(
+                "--num-labelled-samples / --num-unlabelled-samples / --max-permutations filter LDR runs: add --ldr-mode"
+            );
+        }
+        for name in self
+            .trained_datasets
+            .iter()
+            .chain(&self.eval_datasets)
+            .chain(&self.icl_source_datasets)
+        {
+            ensure!(
+                !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
+                "invalid dataset name {name:?}"
+            );
+        }
+        self.model_types()?;
+        Ok(())
+    }
+
+    /// The filters of the runs' training configs, for base model `model_name`.
+    pub fn filters(&self, model_name: &str) -> Filters {
+        Filters {
+            model_name: model_name.to_string(),
+            lora_types: self.lora_types.clone(),
+            lora_rs: self.lora_rs.clone(),
+            lora_alphas: self.lora_alphas.clone(),
+            ia3_types: self.ia3_types.clone(),
+            num_virtual_tokens: self.num_virtual_tokens_list.clone(),
+            num_tokens: self.num_tokens.clone(),
+            num_examples: self.num_examples.clone(),
+            lrs: self.lrs.clone(),
+            run_indices: self.run_indices.clone(),
+            label_types: self.label_types.clone(),
+            ce_loss_weights: self.ce_loss_weights.clone(),
+            tokl_top_k: self.tokl_top_k.clone(),
+            ldr_mode: self.ldr_mode,
+            num_labelled_samples: self.num_labelled_samples.clone(),
+            num_unlabelled_samples: self.num_unlabelled_samples.clone(),
+            max_permutations: self.max_permutations.clone(),
+        }
+    }
+
+    /// Every option as JSON (recorded in each result and in the summary).
+    pub fn to_json(&self) -> Value {
+        let m = &self.model;
+        json!({
+            "model": m.model,
+            "model_id": m.model_id,
+            "revision": m.revision,
+            "dtype": format!("{:?}", m.dtype).to_lowercase(),
+            "adapter": m.adapter.as_ref().map(|p| p.display().to_string()),
+            "device": m.device,
+            "model_types": self.model_types,
+            "trained_datasets": self.trained_datasets,
+            "outputs_dir": self.outputs_dir.display().to_string(),
+            "data_dir": self.data_dir.display().to_string(),
+            "lora_types": self.lora_types,
+            "lora_rs": self.lora_rs,
+            "lora_alphas": self.lora_alphas,
+            "ia3_types": self.ia3_types,
+            "num_virtual_tokens_list": self.num_virtual_tokens_list,
+            "num_tokens": self.num_tokens,
+            "num_examples": self.num_examples,
+            "lrs": self.lrs,
+            "run_indices": self.run_indices,
+            "label_types": self.label_types,
+            "ce_loss_weights": self.ce_loss_weights,
+            "tokl_top_k": self.tokl_top_k,
+            "ldr_mode": self.ldr_mode,
+            "num_labelled_samples": self.num_labelled_samples,
+            "num_unlabelled_samples": self.num_unlabelled_samples,
+            "max_permutations": self.max_permutations,
+            "eval_datasets": self.eval_datasets,
+            "icl_source_datasets": self.icl_source_datasets,
+            "icl_max_demos": self.icl_max_demos,
+            "num_gen_tokens_eval": self.num_gen_tokens_eval,
+            "uncertainty_analysis": self.uncertainty_analysis,
+            "top_k": self.top_k,
+            "max_eval_examples": self.max_eval_examples,
+            "batch_size": self.batch_size,
+            "no_merge": self.no_merge,
+            "overwrite": self.overwrite,
+            "keep_going": self.keep_going,
+            "dry_run": self.dry_run,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_aliases_parse() {
+        let a = EvalArgs::from_cli([
+            "--model_types",
+            "base",
+            "ia3-act",
+            "--num_examples",
+            "4",
+            "8",
+            "--eval-datasets",
+            "sst2",
+            "--icl_max_demos",
+            "3",
+            "--base_output_dir",
+            "out",
+            "--num_gen_tokens_eval",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(a.num_examples, vec![4, 8]);
+        assert_eq!(a.icl_max_demos, vec![3]);
+        assert_eq!(a.outputs_dir, PathBuf::from("out"));
+        assert_eq!(a.num_gen_tokens_eval, Some(1));
+        assert_eq!(
+            a.model_types().unwrap(),
+            vec![
+                ModelType::Base,
+                ModelType::Trained("ia3-act".parse().unwrap())
+            ]
+        );
+        a.validate().unwrap();
+        let d = EvalArgs::from_cli(Vec::<String>::new()).unwrap();
+        assert_eq!(d.model_types().unwrap().len(), 24);
+        assert_eq!(d.icl_max_demos, vec![256]);
+        let bad = EvalArgs::from_cli(["--model-types", "nope"]).unwrap();
+        assert!(bad.validate().is_err());
+        let bad = EvalArgs::from_cli(["--batch-size", "0"]).unwrap();
+        assert!(bad.validate().is_err());
+    }
+}

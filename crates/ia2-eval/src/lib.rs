@@ -1,0 +1,39 @@
+//! `ia2 eval`: evaluation of the base model and trained adapters.
+//!
+//! - [`select`]: runs discovered under `outputs/{training_method}/{dataset}/{run}/` and filtered on their
+//!   `training_config.json` by the seed's options; base-model checks (name, fingerprint).
+//! - [`prompts`]: evaluation examples with their ICL demos (demo sets built on the fly when missing).
+//! - [`engine`]: the model computations on token ids: next-token distributions, batched greedy decoding
+//!   with the KV cache (optionally recording per-step top-k).
+//! - [`parse`]: answer parsing per dataset (registry parsers; classification for unknown datasets).
+//! - [`metrics`]: accuracy, label set, entropy, ECE, agreement (pure functions).
+//! - [`results`]: records, metrics of an evaluation, result files (atomic, resumable).
+//! - [`run()`]: the runner: every example is evaluated with and without ICL demos, the base model is
+//!   loaded once, LoRA/IA3 adapters are merged into a copy of its weights.
+//! - [`bench`]: evaluation throughput with and without ICL on the bench model.
+//!
+//! ```no_run
+//! let args = ia2_eval::EvalArgs::from_cli([
+//!     "--model", "builtin:tiny-qwen3", "--model-types", "base", "act",
+//!     "--trained-datasets", "sst2", "--eval-datasets", "sst2", "finsen",
+//! ])?;
+//! let summary = ia2_eval::run(&args)?;
+//! println!("{summary}");
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+pub mod args;
+pub mod bench;
+pub mod engine;
+pub mod fingerprint;
+pub mod metrics;
+pub mod parse;
+pub mod prompts;
+pub mod results;
+pub mod run;
+pub mod select;
+
+pub use args::EvalArgs;
+pub use bench::{EvalBenchArgs, EvalBenchReport, run_bench};
+pub use fingerprint::base_model_fingerprint;
+pub use run::{Summary, SummaryEntry, plan, run};

@@ -1,0 +1,9 @@
+//! `ia2 eval`: a thin call into `ia2_eval::run` (selection, both modes per example, metrics, result files).
+
+use anyhow::Result;
+
+pub fn run(args: ia2_eval::EvalArgs) -> Result<()> {
+    let summary = ia2_eval::run(&args)?;
+    println!("{summary}");
+    Ok(())
+}
