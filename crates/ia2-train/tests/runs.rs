@@ -301,3 +301,53 @@ fn bad_input_gives_clear_errors() {
     let config: RunConfig = ia2_data::io::read_json(&out.dir.join("training_config.json")).unwrap();
     assert_eq!(config.ia2.num_train_sequences, 12);
 }
+
+#[test]
+fn low_data_regime_trains_on_unlabelled_queries_with_the_labelled_demos() {
+    let Some(model) = common::model("qwen3-tiny") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let data_dir = common::dataset(root, "toy", 4, 1);
+    ia2_data::ldr::run(ia2_data::ldr::LdrArgs {
+        dataset: "toy".into(),
+        num_labelled: vec![3],
+        num_unlabelled: vec![6],
+        max_permutations: vec![4],
+        num_runs: 1,
+        num_dev_examples: 48,
+        data_dir,
+        force: false,
+    })
+    .unwrap();
+    let args = common::train_args(
+        root,
+        &model,
+        &[
+            "--training-method",
+            "act",
+            "--ldr-mode",
+            "--num-labelled-samples",
+            "3",
+            "--num-unlabelled-samples",
+            "6",
+            "--max-permutations",
+            "4",
+            "--num-train-epochs",
+            "2",
+        ],
+    );
+    let out = &ia2_train::run(&args).unwrap()[0];
+    let name = out.dir.file_name().unwrap().to_str().unwrap();
+    assert!(name.ends_with("_0_ldr3_6_4"), "{name}");
+    let config: RunConfig = ia2_data::io::read_json(&out.dir.join("training_config.json")).unwrap();
+    assert!(
+        config
+            .ia2
+            .train_file
+            .ends_with("toy-ldr/train/3_6_4_0.json")
+    );
+    assert_eq!(config.ia2.num_train_sequences, 6);
+    assert_eq!(config.num_labelled_samples, Some(3));
+}
