@@ -4,9 +4,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 
-/// Writes `value` as pretty JSON to `path` atomically: a temporary file in the same directory, then a rename,
-/// so an interrupted run never leaves a half-written file that later looks finished.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to disk, then renamed
+/// over `path`. An interrupted or failed write never leaves a file at `path` (nor, on failure, the temporary).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -21,10 +22,27 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
+    let result = (|| -> Result<()> {
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("flushing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes `value` as pretty JSON to `path` atomically (see [`write_atomic`]), so an interrupted run never leaves a
+/// half-written file that later looks finished.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).context("serializing JSON")?;
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    write_atomic(path, &bytes)
 }
 
 /// Reads and parses a JSON file, naming the file (and serde's line/column) on failure.

@@ -2,37 +2,10 @@
 //! that an adapter trained on one model is never evaluated on another that merely has the same name) and
 //! sha256 of data files.
 
-use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
-use std::io::Read;
-use std::path::Path;
-
 pub use ia2_train::teacher::model_fingerprint as base_model_fingerprint;
 
-const BLOCK: usize = 1 << 20;
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `sha256` (hex) of a whole file.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; BLOCK];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
+/// `sha256` (hex) of a whole file (the one the teacher cache keys on).
+pub use ia2_train::teacher::file_sha256 as sha256_file;
 
 #[cfg(test)]
 mod tests {

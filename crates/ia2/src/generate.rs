@@ -1,8 +1,8 @@
 //! `ia2 generate`: batched greedy decoding.
 
-use crate::output::write_atomic;
 use crate::prompts::PromptArgs;
 use anyhow::{Result, ensure};
+use ia2_data::io::write_atomic;
 use ia2_load::ModelArgs;
 use ia2_model::{GenerateOptions, StopReason, greedy};
 use indicatif::{ProgressBar, ProgressStyle};

@@ -4,7 +4,6 @@ mod activations;
 mod bench;
 mod eval;
 mod generate;
-mod output;
 mod prompts;
 
 use clap::{Parser, Subcommand};
