@@ -2,9 +2,11 @@
 
 mod activations;
 mod bench;
+mod demo;
 mod eval;
 mod generate;
 mod prompts;
+mod toy;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// IA2 end to end on the project's tiny in-context learner: pretrain (once, cached), train tok / act / a2t
+    /// LoRA adapters on a held-out task, evaluate with and without demos, print accuracy and calibration.
+    Demo(Box<demo::DemoArgs>),
     /// Datasets (the 12 benchmarks): prepare them, build training sets with ICL demos and evaluation demo sets.
     #[command(subcommand)]
     Data(ia2_data::cli::DataCommand),
@@ -41,6 +46,9 @@ enum Command {
     Train(Box<ia2_train::TrainArgs>),
     /// Collect and cache the teacher targets (ICL responses, activations, distributions) without training.
     Teacher(Box<ia2_train::TrainArgs>),
+    /// The project's own tiny in-context learner: pretrain (or reuse) it, write held-out toy task datasets.
+    #[command(subcommand)]
+    Toy(toy::ToyCommand),
 }
 
 fn main() {
@@ -60,6 +68,8 @@ fn main() {
         Command::Teacher(args) => ia2_train::precompute_teacher(&args).map(|_| ()),
         Command::Eval(args) => eval::run(*args),
         Command::Bench(args) => bench::run(&args),
+        Command::Toy(cmd) => toy::run(cmd),
+        Command::Demo(args) => demo::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,0 +1,179 @@
+//! One held-out toy task as a dataset in the seed's schema (`data/<name>/main.json`), so the ordinary data
+//! commands (`ia2 data train-sets --dataset <name>`, ...) and IA2 training work on it unchanged.
+//!
+//! Each class's 24 words are split in half (seeded): one half feeds `train_examples` (the pool training examples
+//! and their demos come from), the other `val_examples`, so a query is never answered by a demo of the same word.
+//! Examples cycle through a shuffled list of their half's words: up to 24 they are distinct, beyond that words
+//! repeat (with a fresh shuffle per pass).
+
+use crate::task::{self, CLASSES_PER_TASK, LABELS, Pair, Task};
+use crate::tokenizer::encode_pairs;
+use anyhow::{Result, ensure};
+use ia2_data::schema::Example;
+use ia2_data::stats::{LengthStats, char_len};
+use ia2_rng::{Generator, SeedSequence};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A JSON object that keeps its key order (the seed's metadata order).
+struct Ordered(Vec<(String, Value)>);
+
+impl Ordered {
+    fn push(&mut self, k: impl Into<String>, v: impl Into<Value>) {
+        self.0.push((k.into(), v.into()));
+    }
+
+    fn stats(&mut self, key: &str, values: &[usize]) {
+        let s = LengthStats::of(values);
+        let f = |g: fn(&LengthStats) -> Value| s.as_ref().map_or(Value::Null, g);
+        self.push(format!("max_{key}"), f(|s| json!(s.max)));
+        self.push(format!("max_95p_{key}"), f(|s| json!(s.p95)));
+        self.push(format!("min_{key}"), f(|s| json!(s.min)));
+        self.push(format!("mean_{key}"), f(|s| json!(s.mean)));
+        self.push(format!("median_{key}"), f(|s| json!(s.median)));
+        self.push(format!("std_{key}"), f(|s| json!(s.std)));
+    }
+}
+
+impl Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct MainOut {
+    metadata: Ordered,
+    train_examples: Vec<Example>,
+    val_examples: Vec<Example>,
+}
+
+/// `n` pairs cycling through shuffles of `words`.
+fn cycle(task: &Task, words: &[usize], n: usize, rng: &mut Generator) -> Vec<Pair> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let mut pass = words.to_vec();
+        rng.shuffle(&mut pass);
+        out.extend(
+            pass.into_iter()
+                .take(n - out.len())
+                .filter_map(|w| task.pair(w)),
+        );
+    }
+    out
+}
+
+/// Writes `<data_dir>/<name>/main.json` for the held-out task of `task_seed` ([`Task::held_out_from_seed`]),
+/// atomically, and returns its path. An existing file is replaced (the content is a function of the arguments).
+pub fn write_task_dataset(
+    task_seed: u64,
+    data_dir: &Path,
+    name: &str,
+    n_train: usize,
+    n_val: usize,
+) -> Result<PathBuf> {
+    ensure!(
+        !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
+        "dataset name {name:?} must be a plain directory name"
+    );
+    ensure!(
+        n_train > 0 && n_val > 0,
+        "n_train and n_val must be at least 1"
+    );
+    let task = Task::held_out_from_seed(task_seed);
+    let mut rng = Generator::from_seed_sequence(&SeedSequence::from_words(&[
+        task_seed as u32,
+        (task_seed >> 32) as u32,
+        0xda7a,
+    ]));
+    let (mut train_words, mut val_words) = (Vec::new(), Vec::new());
+    for slot in 0..CLASSES_PER_TASK {
+        let mut words: Vec<usize> = task.class_words(slot).collect();
+        rng.shuffle(&mut words);
+        let half = words.len() / 2;
+        train_words.extend_from_slice(&words[..half]);
+        val_words.extend_from_slice(&words[half..]);
+    }
+    train_words.sort_unstable();
+    val_words.sort_unstable();
+    let to_examples = |pairs: Vec<Pair>| -> Vec<Example> {
+        pairs
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| p.to_example(i))
+            .collect()
+    };
+    let train = to_examples(cycle(&task, &train_words, n_train, &mut rng));
+    let val = to_examples(cycle(&task, &val_words, n_val, &mut rng));
+
+    let all: Vec<&Example> = train.iter().chain(&val).collect();
+    let query_chars: Vec<usize> = all.iter().map(|e| char_len(&e.question)).collect();
+    // Every question is `Text:` and the word fused with `\nLabel:`: the tokenizer's count (tests check it).
+    let query_tokens: Vec<usize> = all
+        .iter()
+        .map(|_| encode_pairs(&[Pair { word: 0, label: 0 }], false).len())
+        .collect();
+    let label_counts = |ex: &[Example]| {
+        let mut m = BTreeMap::new();
+        for e in ex {
+            *m.entry(e.answer.clone()).or_insert(0usize) += 1;
+        }
+        m
+    };
+    let mut m = Ordered(Vec::new());
+    m.push("max_choices", CLASSES_PER_TASK);
+    m.push(
+        "remap_dict",
+        Value::Object(
+            task.labels
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i.to_string(), json!(LABELS[l])))
+                .collect(),
+        ),
+    );
+    m.stats("query_length", &query_chars);
+    m.push("num_train_examples", train.len());
+    m.push("num_val_examples", val.len());
+    m.stats("token_length", &query_tokens);
+    m.push("dataset", name);
+    m.push(
+        "label_counts",
+        json!({"train": label_counts(&train), "val": label_counts(&val)}),
+    );
+    let words = |ws: &[usize]| ws.iter().map(|&w| task::word(w)).collect::<Vec<_>>();
+    m.push(
+        "config",
+        json!({
+            "tool": "ia2 toy dataset",
+            "task_seed": task_seed,
+            "task": task.describe(),
+            "family": task::family_json(),
+            "num_train_samples": n_train,
+            "num_val_samples": n_val,
+            "train_words": words(&train_words),
+            "val_words": words(&val_words),
+            "template": "Text:{word}\\nLabel:",
+            "tokenizer": "the toy model's word-level tokenizer (ia2 toy pretrain)",
+            "ia2_version": env!("CARGO_PKG_VERSION"),
+        }),
+    );
+    let out = data_dir.join(name).join("main.json");
+    ia2_data::io::write_json_atomic(
+        &out,
+        &MainOut {
+            metadata: m,
+            train_examples: train,
+            val_examples: val,
+        },
+    )?;
+    tracing::info!(path = %out.display(), task = %task.describe(), "wrote toy task dataset");
+    Ok(out)
+}
