@@ -461,6 +461,55 @@ fn train_from_the_command_line_and_load_every_adapter_kind_in_activations() {
                 .is_ok()
         );
     }
+    // `ia2 eval` finds the runs from their training_config.json and evaluates both modes.
+    let out = ok(&[
+        "eval",
+        "--model",
+        m,
+        "--outputs-dir",
+        o,
+        "--data-dir",
+        d,
+        "--trained-datasets",
+        "toy",
+        "--model-types",
+        "base",
+        "act",
+        "prefix-act",
+        "--num-examples",
+        "4",
+        "--uncertainty-analysis",
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("3 evaluated"), "{table}");
+    let evals = outputs.join("evaluations");
+    for kind in [
+        "base_uncertainty",
+        "act_uncertainty",
+        "prefix-act_uncertainty",
+    ] {
+        let dir = std::fs::read_dir(evals.join(kind))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let file = std::fs::read_dir(dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(
+            v["results"]["with_icl"].as_array().unwrap().len(),
+            4,
+            "{}",
+            file.display()
+        );
+        assert_eq!(v["results"]["without_icl"].as_array().unwrap().len(), 4);
+    }
     assert_eq!(
         std::fs::read_dir(outputs.join("teacher_cache"))
             .unwrap()
