@@ -127,8 +127,20 @@ pub struct MainOut {
 pub struct Ordered(pub Vec<(String, Value)>);
 
 impl Ordered {
-    fn push(&mut self, k: impl Into<String>, v: impl Into<Value>) {
+    pub fn push(&mut self, k: impl Into<String>, v: impl Into<Value>) {
         self.0.push((k.into(), v.into()));
+    }
+
+    /// The seed's length statistics of `values` under `{max,max_95p,min,mean,median,std}_{key}`.
+    pub fn stats(&mut self, key: &str, values: &[usize]) {
+        let s = LengthStats::of(values);
+        let f = |x: Option<Value>| x.unwrap_or(Value::Null);
+        self.push(format!("max_{key}"), f(s.map(|s| json!(s.max))));
+        self.push(format!("max_95p_{key}"), f(s.map(|s| json!(s.p95))));
+        self.push(format!("min_{key}"), f(s.map(|s| json!(s.min))));
+        self.push(format!("mean_{key}"), f(s.map(|s| json!(s.mean))));
+        self.push(format!("median_{key}"), f(s.map(|s| json!(s.median))));
+        self.push(format!("std_{key}"), f(s.map(|s| json!(s.std))));
     }
     pub fn get(&self, k: &str) -> Option<&Value> {
         self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v)
@@ -421,17 +433,6 @@ fn token_lengths(tok: &tokenizers::Tokenizer, texts: &[&str], what: &str) -> Res
     Ok(out)
 }
 
-fn push_stats(m: &mut Ordered, key: &str, values: &[usize]) {
-    let s = LengthStats::of(values);
-    let f = |x: Option<Value>| x.unwrap_or(Value::Null);
-    m.push(format!("max_{key}"), f(s.map(|s| json!(s.max))));
-    m.push(format!("max_95p_{key}"), f(s.map(|s| json!(s.p95))));
-    m.push(format!("min_{key}"), f(s.map(|s| json!(s.min))));
-    m.push(format!("mean_{key}"), f(s.map(|s| json!(s.mean))));
-    m.push(format!("median_{key}"), f(s.map(|s| json!(s.median))));
-    m.push(format!("std_{key}"), f(s.map(|s| json!(s.std))));
-}
-
 fn label_counts(examples: &[Example]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for e in examples {
@@ -510,17 +511,17 @@ pub fn build(
             None => Value::Null,
         },
     );
-    push_stats(&mut m, "query_length", &query_chars);
+    m.stats("query_length", &query_chars);
     if spec.answer_stats {
-        push_stats(&mut m, "answer_length", &answer_chars);
+        m.stats("answer_length", &answer_chars);
         if let Some(at) = &answer_tokens {
-            push_stats(&mut m, "token_answer_length", at);
+            m.stats("token_answer_length", at);
         }
     }
     m.push("num_train_examples", train.len());
     m.push("num_val_examples", val.len());
     if let Some(qt) = &query_tokens {
-        push_stats(&mut m, "token_length", qt);
+        m.stats("token_length", qt);
     }
     // Our additions.
     m.push("dataset", spec.id.name());

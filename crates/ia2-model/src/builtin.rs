@@ -73,15 +73,20 @@ pub fn materialize(name: &str, cache_root: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Default cache root for built-in models: `$IA2_CACHE`, else `~/.cache/ia2/builtin`.
-pub fn default_cache_root() -> PathBuf {
+/// ia2's cache folder `sub` (built-in models, the toy model): `$IA2_CACHE/<sub>`, else `~/.cache/ia2/<sub>`.
+pub fn ia2_cache_dir(sub: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("IA2_CACHE") {
-        return PathBuf::from(dir).join("builtin");
+        return PathBuf::from(dir).join(sub);
     }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    home.join(".cache/ia2/builtin")
+    home.join(".cache/ia2").join(sub)
+}
+
+/// Default cache root for built-in models: `$IA2_CACHE/builtin`, else `~/.cache/ia2/builtin`.
+pub fn default_cache_root() -> PathBuf {
+    ia2_cache_dir("builtin")
 }
 
 fn write_model(config: &ModelConfig, dir: &Path) -> Result<()> {

@@ -9,51 +9,13 @@
 use crate::task::{self, CLASSES_PER_TASK, LABELS, Pair, Task};
 use crate::tokenizer::encode_pairs;
 use anyhow::{Result, ensure};
+use ia2_data::prepare::{MainOut, Ordered};
 use ia2_data::schema::Example;
-use ia2_data::stats::{LengthStats, char_len};
+use ia2_data::stats::char_len;
 use ia2_rng::{Generator, SeedSequence};
-use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// A JSON object that keeps its key order (the seed's metadata order).
-struct Ordered(Vec<(String, Value)>);
-
-impl Ordered {
-    fn push(&mut self, k: impl Into<String>, v: impl Into<Value>) {
-        self.0.push((k.into(), v.into()));
-    }
-
-    fn stats(&mut self, key: &str, values: &[usize]) {
-        let s = LengthStats::of(values);
-        let f = |g: fn(&LengthStats) -> Value| s.as_ref().map_or(Value::Null, g);
-        self.push(format!("max_{key}"), f(|s| json!(s.max)));
-        self.push(format!("max_95p_{key}"), f(|s| json!(s.p95)));
-        self.push(format!("min_{key}"), f(|s| json!(s.min)));
-        self.push(format!("mean_{key}"), f(|s| json!(s.mean)));
-        self.push(format!("median_{key}"), f(|s| json!(s.median)));
-        self.push(format!("std_{key}"), f(|s| json!(s.std)));
-    }
-}
-
-impl Serialize for Ordered {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-#[derive(Serialize)]
-struct MainOut {
-    metadata: Ordered,
-    train_examples: Vec<Example>,
-    val_examples: Vec<Example>,
-}
 
 /// `n` pairs cycling through shuffles of `words`.
 fn cycle(task: &Task, words: &[usize], n: usize, rng: &mut Generator) -> Vec<Pair> {
@@ -127,7 +89,7 @@ pub fn write_task_dataset(
         }
         m
     };
-    let mut m = Ordered(Vec::new());
+    let mut m = Ordered::default();
     m.push("max_choices", CLASSES_PER_TASK);
     m.push(
         "remap_dict",

@@ -73,13 +73,7 @@ impl Default for ToyModelOptions {
 
 /// Default cache root: `$IA2_CACHE/toy`, else `~/.cache/ia2/toy` (beside the built-in models).
 pub fn default_cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("IA2_CACHE") {
-        return PathBuf::from(dir).join("toy");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    home.join(".cache/ia2/toy")
+    ia2_model::builtin::ia2_cache_dir("toy")
 }
 
 fn hex(bytes: &[u8]) -> String {
