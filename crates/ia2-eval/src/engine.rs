@@ -9,7 +9,10 @@
 use crate::metrics::{softmax, top_k};
 use anyhow::{Context, Result, ensure};
 use burn::tensor::Tensor;
-use ia2_model::{Adapter, Batch, Capture, Decoder, GenerateOptions, Positions, StopReason, greedy};
+use ia2_model::{
+    Adapter, Batch, Capture, Decoder, GenerateOptions, Observation, Positions, StopReason,
+    greedy_observed,
+};
 
 /// The next-token distribution after one prompt.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,88 +97,22 @@ pub fn generate(
     adapter: Option<&Adapter>,
     prompts: &[Vec<u32>],
     options: &GenerateOptions,
-    mut stop_check: impl FnMut(usize, &[u32]) -> bool,
+    stop_check: impl FnMut(usize, &[u32]) -> bool,
     top_k: Option<usize>,
 ) -> Result<Vec<Continuation>> {
-    let Some(k) = top_k else {
-        return Ok(
-            greedy(decoder, adapter, prompts, options, stop_check, |_| {})?
-                .into_iter()
-                .map(|g| Continuation {
-                    tokens: g.tokens,
-                    stop: g.stop,
-                    steps: Vec::new(),
-                })
-                .collect(),
-        );
-    };
-    ensure!(!prompts.is_empty(), "no prompts to generate from");
-    if let Some(i) = prompts.iter().position(Vec::is_empty) {
-        anyhow::bail!("prompt {i} is empty");
-    }
-    let rows = prompts.len();
-    let mut out = vec![
-        Continuation {
-            tokens: Vec::new(),
-            stop: StopReason::MaxNewTokens,
-            steps: Vec::new(),
-        };
-        rows
-    ];
-    let mut done = vec![false; rows];
-    let capture = Capture {
-        logits: Positions::Last,
-        attn: Positions::None,
-    };
-    let mut cache = decoder.new_cache(rows, adapter);
-    let mut step_batch = Batch::left_padded(prompts, options.pad_token_id);
-    for _ in 0..options.max_new_tokens {
-        let logits = decoder
-            .forward(&step_batch, &mut cache, adapter, &capture)?
-            .logits
-            .context("the forward pass returned no logits")?;
-        let rows_logits = rows_of(logits)?;
-        let mut next = vec![options.pad_token_id; rows];
-        for row in 0..rows {
-            if done[row] {
-                continue;
-            }
-            let logits = &rows_logits[row];
-            // Argmax on the logits themselves (first index on ties), exactly as `greedy`.
-            let mut best = 0;
-            for (i, &v) in logits.iter().enumerate() {
-                if v > logits[best] {
-                    best = i;
-                }
-            }
-            let tok = best as u32;
-            next[row] = tok;
-            out[row].steps.push(distribution(logits, k, &[]).top);
-            out[row].tokens.push(tok);
-            if options.eos_token_ids.contains(&tok) {
-                (done[row], out[row].stop) = (true, StopReason::Eos);
-            } else if stop_check(row, &out[row].tokens) {
-                (done[row], out[row].stop) = (true, StopReason::StopString);
-            }
+    let mut steps: Vec<Vec<Vec<(u32, f64)>>> = vec![Vec::new(); prompts.len()];
+    let generated = greedy_observed(decoder, adapter, prompts, options, false, stop_check, |o| {
+        if let (Some(k), Observation::Token { row, outputs }) = (top_k, o) {
+            steps[row].push(distribution(outputs.logits(row), k, &[]).top);
         }
-        if done.iter().all(|&d| d) {
-            break;
-        }
-        // Finished rows are fed a masked pad token: they neither attend nor are attended to.
-        step_batch = Batch {
-            ids: (0..rows)
-                .map(|r| {
-                    if done[r] {
-                        options.pad_token_id
-                    } else {
-                        next[r]
-                    }
-                })
-                .collect(),
-            mask: done.iter().map(|&d| !d).collect(),
-            batch: rows,
-            seq: 1,
-        };
-    }
-    Ok(out)
+    })?;
+    Ok(generated
+        .into_iter()
+        .zip(steps)
+        .map(|(g, steps)| Continuation {
+            tokens: g.tokens,
+            stop: g.stop,
+            steps,
+        })
+        .collect())
 }

@@ -34,6 +34,47 @@ pub struct Generated {
     pub stop: StopReason,
 }
 
+/// What one decoding step computed, for the observer of [`greedy_observed`]: per row, the next-token logits and,
+/// when asked for, every layer's attention output at the predicting position.
+pub struct StepOutputs {
+    logits: Vec<f32>,
+    attn: Vec<Vec<f32>>,
+    vocab: usize,
+    hidden: usize,
+}
+
+impl StepOutputs {
+    /// Next-token logits of `row`.
+    pub fn logits(&self, row: usize) -> &[f32] {
+        &self.logits[row * self.vocab..(row + 1) * self.vocab]
+    }
+
+    /// Attention output of `layer` for `row` (empty unless attention outputs were asked for).
+    pub fn attn(&self, layer: usize, row: usize) -> &[f32] {
+        self.attn
+            .get(layer)
+            .map_or(&[], |a| &a[row * self.hidden..(row + 1) * self.hidden])
+    }
+}
+
+/// What the observer of [`greedy_observed`] is shown.
+pub enum Observation<'a> {
+    /// Row `row` is about to take its token of this step from `outputs` (the distribution it is chosen from).
+    Token {
+        row: usize,
+        outputs: &'a StepOutputs,
+    },
+    /// Step `step` (0-based) is finished for every row.
+    StepDone(usize),
+}
+
+fn to_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading decoder outputs: {e:?}"))
+}
+
 /// Greedy decoding of every prompt. `stop_check(row, tokens)` is called after each new token and returns
 /// true when the row should stop on a stop string (it sees the tokens generated so far).
 pub fn greedy(
@@ -41,8 +82,27 @@ pub fn greedy(
     adapter: Option<&Adapter>,
     prompts: &[Vec<u32>],
     options: &GenerateOptions,
-    mut stop_check: impl FnMut(usize, &[u32]) -> bool,
+    stop_check: impl FnMut(usize, &[u32]) -> bool,
     mut on_step: impl FnMut(usize),
+) -> Result<Vec<Generated>> {
+    greedy_observed(decoder, adapter, prompts, options, false, stop_check, |o| {
+        if let Observation::StepDone(step) = o {
+            on_step(step);
+        }
+    })
+}
+
+/// [`greedy`] with an observer, shown every row still generating before its token of the step is appended
+/// (so it sees the distribution the token was chosen from), then the end of the step. With `capture_attn` the
+/// outputs include every layer's attention output at the predicting position (teacher collection).
+pub fn greedy_observed(
+    decoder: &Decoder,
+    adapter: Option<&Adapter>,
+    prompts: &[Vec<u32>],
+    options: &GenerateOptions,
+    capture_attn: bool,
+    mut stop_check: impl FnMut(usize, &[u32]) -> bool,
+    mut observe: impl FnMut(Observation<'_>),
 ) -> Result<Vec<Generated>> {
     ensure!(!prompts.is_empty(), "no prompts to generate from");
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
@@ -59,7 +119,11 @@ pub fn greedy(
     let mut done = vec![false; rows];
     let capture = Capture {
         logits: Positions::Last,
-        attn: Positions::None,
+        attn: if capture_attn {
+            Positions::Last
+        } else {
+            Positions::None
+        },
     };
     let mut cache = decoder.new_cache(rows, adapter);
     let mut step_batch = Batch::left_padded(prompts, options.pad_token_id);
@@ -67,15 +131,24 @@ pub fn greedy(
         if !options.use_cache {
             cache = decoder.new_cache(rows, adapter);
         }
-        let logits = decoder
-            .forward(&step_batch, &mut cache, adapter, &capture)?
-            .logits;
-        let next = argmax_last(logits.expect("logits were requested"))?;
+        let result = decoder.forward(&step_batch, &mut cache, adapter, &capture)?;
+        let outputs = StepOutputs {
+            logits: to_f32(result.logits.expect("logits were requested"))?,
+            attn: result.attn.into_iter().map(to_f32).collect::<Result<_>>()?,
+            vocab: decoder.config.vocab_size,
+            hidden: decoder.config.hidden_size,
+        };
+        let mut next = vec![options.pad_token_id; rows];
         for row in 0..rows {
             if done[row] {
                 continue;
             }
-            let tok = next[row];
+            observe(Observation::Token {
+                row,
+                outputs: &outputs,
+            });
+            let tok = argmax(outputs.logits(row));
+            next[row] = tok;
             out[row].tokens.push(tok);
             if options.eos_token_ids.contains(&tok) {
                 (done[row], out[row].stop) = (true, StopReason::Eos);
@@ -83,7 +156,7 @@ pub fn greedy(
                 (done[row], out[row].stop) = (true, StopReason::StopString);
             }
         }
-        on_step(step);
+        observe(Observation::StepDone(step));
         if done.iter().all(|&d| d) {
             break;
         }
@@ -124,23 +197,13 @@ pub fn greedy(
     Ok(out)
 }
 
-/// Argmax over the vocabulary of `[rows, 1, vocab]` logits (first index on ties, as torch).
-fn argmax_last(logits: Tensor<3>) -> Result<Vec<u32>> {
-    let [rows, _, vocab] = logits.dims();
-    let values = logits
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
-    Ok((0..rows)
-        .map(|r| {
-            let row = &values[r * vocab..(r + 1) * vocab];
-            let mut best = 0;
-            for (i, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = i;
-                }
-            }
-            best as u32
-        })
-        .collect())
+/// Index of the largest value (the first on ties, as torch's argmax).
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
 }

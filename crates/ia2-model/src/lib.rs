@@ -16,5 +16,8 @@ pub use adapter::Adapter;
 pub use batch::{Batch, Capture, KvCache, Output, Positions};
 pub use config::{Arch, ModelConfig, Proj, RopeScaling};
 pub use decoder::{Decoder, Linear, RmsNorm, WeightSource};
-pub use generate::{GenerateOptions, Generated, StopReason, greedy};
+pub use generate::{
+    GenerateOptions, Generated, Observation, StepOutputs, StopReason, argmax, greedy,
+    greedy_observed,
+};
 pub use hf::load_decoder;

@@ -10,7 +10,7 @@ use crate::trainer::{self, LoopConfig};
 use anyhow::{Result, ensure};
 use burn::tensor::{DType, Device};
 use ia2_model::bench::{BenchShape, BenchSize, SyntheticWeights, proc_status_mb};
-use ia2_model::{Batch, Capture, Decoder, Positions};
+use ia2_model::{Decoder, GenerateOptions, greedy_observed};
 use ia2_rng::Generator;
 use serde::Serialize;
 use std::fmt;
@@ -83,29 +83,18 @@ fn random_ids(g: &mut Generator, n: usize, vocab: usize) -> Vec<u32> {
         .collect()
 }
 
-/// The seed's teacher: for every token, a forward pass over the whole prefix (no cache), batch 1.
+/// The seed's teacher: for every token, a forward pass over the whole prefix (no cache), batch 1, reading the
+/// attention outputs of the predicting position.
 fn seed_way(decoder: &Decoder, seq: &Sequence, steps: usize) -> Result<Vec<u32>> {
-    let mut ids = seq.icl_ids.clone();
-    let mut out = Vec::new();
-    let capture = Capture {
-        logits: Positions::Last,
-        attn: Positions::Last,
+    let options = GenerateOptions {
+        max_new_tokens: steps,
+        eos_token_ids: Vec::new(),
+        pad_token_id: 0,
+        use_cache: false,
     };
-    for _ in 0..steps {
-        let mut cache = decoder.new_cache(1, None);
-        let o = decoder.forward(&Batch::single(&ids), &mut cache, None, &capture)?;
-        let logits = o
-            .logits
-            .expect("logits requested")
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let next = teacher::argmax(&logits);
-        out.push(next);
-        ids.push(next);
-    }
-    Ok(out)
+    let prompts = std::slice::from_ref(&seq.icl_ids);
+    let out = greedy_observed(decoder, None, prompts, &options, true, |_, _| false, |_| {})?;
+    Ok(out.into_iter().next().map(|g| g.tokens).unwrap_or_default())
 }
 
 /// Runs the training benchmark.

@@ -13,9 +13,8 @@
 use crate::args::TopK;
 use crate::examples::Sequence;
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use burn::tensor::Tensor;
 use ia2_hf::{Dtype as StDtype, TensorToWrite};
-use ia2_model::{Batch, Capture, Decoder, Positions};
+use ia2_model::{Decoder, GenerateOptions, Observation, greedy_observed};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -163,13 +162,6 @@ pub fn collect(
     Ok(out)
 }
 
-fn to_vec(t: Tensor<3>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow!("reading tensor: {e:?}"))
-}
-
 fn collect_batch(
     decoder: &Decoder,
     seqs: &[Sequence],
@@ -182,65 +174,48 @@ fn collect_batch(
     let (rows, layers, hidden, vocab) =
         (seqs.len(), c.num_hidden_layers, c.hidden_size, c.vocab_size);
     let prompts: Vec<Vec<u32>> = seqs.iter().map(|s| s.icl_ids.clone()).collect();
-    let capture = Capture {
-        logits: Positions::Last,
-        attn: Positions::Last,
+    let options = GenerateOptions {
+        max_new_tokens: steps,
+        eos_token_ids: eos.to_vec(),
+        pad_token_id: pad,
+        use_cache: true,
     };
-    let mut cache = decoder.new_cache(rows, None);
-    let mut batch = Batch::left_padded(&prompts, pad);
     // Per row, per step: activations [layers][hidden] and the distribution.
     let mut acts: Vec<Vec<Vec<f32>>> = vec![Vec::new(); rows];
-    let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); rows];
     let mut dists: Vec<Vec<f32>> = vec![Vec::new(); rows];
     let mut topk_idx: Vec<Vec<u32>> = vec![Vec::new(); rows];
-    let mut done = vec![false; rows];
-    for _ in 0..steps {
-        let out = decoder.forward(&batch, &mut cache, None, &capture)?;
-        let logits = to_vec(out.logits.context("no logits returned")?)?;
-        let attn: Vec<Vec<f32>> = out.attn.into_iter().map(to_vec).collect::<Result<_>>()?;
-        let mut feed = Vec::with_capacity(rows);
-        for r in 0..rows {
-            if done[r] {
-                feed.push((pad, false));
-                continue;
-            }
-            let row = &logits[r * vocab..(r + 1) * vocab];
-            let next = argmax(row);
+    let generated = greedy_observed(
+        decoder,
+        None,
+        &prompts,
+        &options,
+        true,
+        |_, _| false,
+        |o| {
+            let Observation::Token { row: r, outputs } = o else {
+                return;
+            };
             let mut step_act = Vec::with_capacity(layers * hidden);
-            for layer in &attn {
-                step_act.extend_from_slice(&layer[r * hidden..(r + 1) * hidden]);
+            for l in 0..layers {
+                step_act.extend_from_slice(outputs.attn(l, r));
             }
             acts[r].push(step_act);
             match distributions {
                 None => {}
-                Some(TopK::All) => dists[r].extend_from_slice(row),
+                Some(TopK::All) => dists[r].extend_from_slice(outputs.logits(r)),
                 Some(TopK::K(k)) => {
-                    let (idx, probs) = top_k_probs(row, k);
+                    let (idx, probs) = top_k_probs(outputs.logits(r), k);
                     topk_idx[r].extend(idx);
                     dists[r].extend(probs);
                 }
             }
-            tokens[r].push(next);
-            if eos.contains(&next) {
-                done[r] = true;
-                feed.push((pad, false));
-            } else {
-                feed.push((next, true));
-            }
-        }
-        if done.iter().all(|&d| d) {
-            break;
-        }
-        batch = Batch {
-            ids: feed.iter().map(|f| f.0).collect(),
-            mask: feed.iter().map(|f| f.1).collect(),
-            batch: rows,
-            seq: 1,
-        };
-    }
-    Ok((0..rows)
-        .map(|r| {
-            let n = tokens[r].len();
+        },
+    )?;
+    Ok(generated
+        .into_iter()
+        .enumerate()
+        .map(|(r, g)| {
+            let n = g.tokens.len();
             // [steps][layers][hidden] -> [layers][steps][hidden]
             let mut activations = vec![0.0f32; layers * n * hidden];
             for (t, step) in acts[r].iter().enumerate() {
@@ -259,23 +234,12 @@ fn collect_batch(
                 },
             });
             Target {
-                tokens: std::mem::take(&mut tokens[r]),
+                tokens: g.tokens,
                 activations,
                 dist,
             }
         })
         .collect())
-}
-
-/// Index of the largest value (the first on ties, as torch's argmax).
-pub fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Softmax of `logits`, then the `k` largest probabilities and their indices (descending, ties by index).
