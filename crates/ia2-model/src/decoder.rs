@@ -8,7 +8,7 @@
 use crate::adapter::{Adapter, slot};
 use crate::batch::{Batch, Capture, KvCache, Output};
 use crate::config::{ModelConfig, Proj};
-use crate::rope;
+use crate::{fused, rope};
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::activation::silu;
 use burn::tensor::module::{attention, embedding, linear};
@@ -30,13 +30,35 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear_2d(
-            x,
-            f32_view(&self.weight).transpose(),
-            self.bias.as_ref().map(f32_view),
-        )
+        frozen_linear(x, &self.weight, self.bias.as_ref())
     }
 }
+
+/// `x Wᵀ + b` with a frozen weight in its stored layout `[out, in]`.
+fn frozen_linear<const D: usize>(
+    x: Tensor<D>,
+    weight: &Tensor<2>,
+    bias: Option<&Tensor<1>>,
+) -> Tensor<D> {
+    let mut dims = x.dims();
+    let inp = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    if rows <= FEW_ROWS && !x.is_autodiff() && fused::available(&x) && weight.dtype() == DType::F32
+    {
+        // Decoding: bound by reading the weight, which the fused kernel reads once, in place.
+        dims[D - 1] = weight.dims()[0];
+        let y = fused::linear_rows(x.reshape([rows, inp]), weight.clone()).reshape(dims);
+        return match bias {
+            Some(b) => y + f32_view(b).unsqueeze(),
+            None => y,
+        };
+    }
+    linear_2d(x, f32_view(weight).transpose(), bias.map(f32_view))
+}
+
+/// Up to this many rows (sequences decoding one token each), a frozen projection uses
+/// [`fused::linear_rows`] instead of gemm.
+const FEW_ROWS: usize = 16;
 
 /// `linear` on the rows of `x` flattened to 2-D. burn's `linear` on a rank-3 input with batch 1 reshapes
 /// the weight to rank 3 first, and reshaping a transposed (non-contiguous) `[out, in]` weight copies it
@@ -70,7 +92,10 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>, fuse: bool) -> Tensor<D> {
+        if fuse && fused::available(&x) {
+            return fused::rms_norm(x, f32_view(&self.weight), self.eps);
+        }
         let inv = x
             .clone()
             .square()
@@ -104,6 +129,9 @@ pub struct Decoder {
     pub lm_head: Option<Tensor<2>>,
     inv_freq: Vec<f32>,
     device: Device,
+    /// Use the fused kernels where the backend has them (see [`fused`]); off, every op is composed
+    /// from burn's tensor ops (the tests compare the two).
+    pub fused: bool,
 }
 
 fn f32_view<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
@@ -202,6 +230,7 @@ impl Decoder {
             lm_head,
             inv_freq,
             device: device.clone(),
+            fused: true,
         })
     }
 
@@ -318,14 +347,13 @@ impl Decoder {
         }
         cache.prompt_done |= virt > 0;
         let (cos, sin) = rope::cos_sin(&self.inv_freq, &positions);
-        let rope_shape = [b, 1, total, c.head_dim];
-        let cos = Tensor::<4>::from_data(TensorData::new(cos, rope_shape), &self.device);
-        let sin = Tensor::<4>::from_data(TensorData::new(sin, rope_shape), &self.device);
-        let mask = Tensor::<4, Bool>::from_data(
-            TensorData::new(masked, [b, 1, total, past + total]),
+        let rope_shape = [b, total, c.head_dim];
+        let cos = Tensor::<3>::from_data(TensorData::new(cos, rope_shape), &self.device);
+        let sin = Tensor::<3>::from_data(TensorData::new(sin, rope_shape), &self.device);
+        let mask = Tensor::<3, Bool>::from_data(
+            TensorData::new(masked, [b, total, past + total]),
             &self.device,
-        )
-        .expand([b, c.num_attention_heads, total, past + total]);
+        );
 
         let mut attn_out = Vec::new();
         let want_logits = !logit_pos.iter().all(Vec::is_empty);
@@ -334,7 +362,7 @@ impl Decoder {
             let a = self.attention(
                 l,
                 layer,
-                layer.input_layernorm.forward(x.clone()),
+                layer.input_layernorm.forward(x.clone(), self.fused),
                 &cos,
                 &sin,
                 &mask,
@@ -356,7 +384,9 @@ impl Decoder {
             }
             let m = self.mlp(
                 l,
-                layer.post_attention_layernorm.forward(h.clone()),
+                layer
+                    .post_attention_layernorm
+                    .forward(h.clone(), self.fused),
                 adapter,
             );
             x = h + m;
@@ -364,7 +394,7 @@ impl Decoder {
 
         let logits = want_logits.then(|| {
             let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-            linear_2d(self.norm.forward(x), f32_view(head).transpose(), None)
+            frozen_linear(self.norm.forward(x, self.fused), head, None)
         });
         Ok(Output {
             logits,
@@ -403,19 +433,26 @@ impl Decoder {
         l: usize,
         layer: &Layer,
         x: Tensor<3>,
-        cos: &Tensor<4>,
-        sin: &Tensor<4>,
-        mask: &Tensor<4, Bool>,
+        cos: &Tensor<3>,
+        sin: &Tensor<3>,
+        mask: &Tensor<3, Bool>,
         cache: &mut KvCache,
         adapter: Option<&Adapter>,
     ) -> Tensor<3> {
         let c = &self.config;
         let [b, s, _] = x.dims();
-        let heads = |t: Tensor<3>, n: usize, norm: &Option<RmsNorm>| {
+        let fuse = self.fused && fused::available(&x);
+        // [b, s, n*d] -> per-head norm (Qwen3) -> RoPE -> [b, n, s, d]
+        let heads = |t: Tensor<3>, n: usize, norm: &Option<RmsNorm>, rotate: bool| {
             let t = t.reshape([b, s, n, c.head_dim]);
             let t = match norm {
-                Some(norm) => norm.forward(t),
+                Some(norm) => norm.forward(t, fuse),
                 None => t,
+            };
+            let t = match (rotate, fuse) {
+                (false, _) => t,
+                (true, true) => fused::rope(t, cos.clone(), sin.clone()),
+                (true, false) => apply_rope(t, cos, sin),
             };
             t.swap_dims(1, 2)
         };
@@ -423,38 +460,31 @@ impl Decoder {
             self.project(l, Proj::Q, x.clone(), adapter),
             c.num_attention_heads,
             &layer.q_norm,
+            true,
         );
         let k = heads(
             self.project(l, Proj::K, x.clone(), adapter),
             c.num_key_value_heads,
             &layer.k_norm,
+            true,
         );
         let v = heads(
             self.project(l, Proj::V, x, adapter),
             c.num_key_value_heads,
             &None,
+            false,
         );
-        let (q, k) = (apply_rope(q, cos, sin), apply_rope(k, cos, sin));
         let (k, v) = match cache.layers[l].take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
             None => (k, v),
         };
         cache.layers[l] = Some((k.clone(), v.clone()));
-        // The backend's fused attention shares kv heads across query groups itself; the differentiable
-        // fallback used under autodiff needs them repeated.
-        let (k, v) = if q.is_autodiff() || k.is_autodiff() || v.is_autodiff() {
-            (repeat_kv(k, c.kv_groups()), repeat_kv(v, c.kv_groups()))
+        let out = if fuse {
+            let scale = 1.0 / (c.head_dim as f64).sqrt();
+            fused::attention(q, k, v, mask.clone(), scale)
         } else {
-            (k, v)
+            composed_attention(q, k, v, mask, c.kv_groups())
         };
-        let out = attention(
-            q,
-            k,
-            v,
-            Some(mask.clone()),
-            None,
-            AttentionModuleOptions::default(),
-        );
         let out = out
             .swap_dims(1, 2)
             .reshape([b, s, c.num_attention_heads * c.head_dim]);
@@ -462,19 +492,46 @@ impl Decoder {
     }
 
     fn mlp(&self, l: usize, x: Tensor<3>, adapter: Option<&Adapter>) -> Tensor<3> {
-        let gate = silu(self.project(l, Proj::Gate, x.clone(), adapter));
+        let gate = self.project(l, Proj::Gate, x.clone(), adapter);
         let up = self.project(l, Proj::Up, x, adapter);
-        self.project(l, Proj::Down, gate * up, adapter)
+        let act = if self.fused && fused::available(&gate) {
+            fused::silu_mul(gate, up)
+        } else {
+            silu(gate) * up
+        };
+        self.project(l, Proj::Down, act, adapter)
     }
 }
 
-/// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = [-x2, x1]`.
-fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+/// Attention from burn's ops (backends without the fused kernels).
+fn composed_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: &Tensor<3, Bool>,
+    groups: usize,
+) -> Tensor<4> {
+    let [b, h, s, _] = q.dims();
+    let t = k.dims()[2];
+    let mask = mask.clone().unsqueeze_dim::<4>(1).expand([b, h, s, t]);
+    // The backend's fused attention shares kv heads across query groups itself; the differentiable
+    // fallback used under autodiff needs them repeated.
+    let (k, v) = if q.is_autodiff() || k.is_autodiff() || v.is_autodiff() {
+        (repeat_kv(k, groups), repeat_kv(v, groups))
+    } else {
+        (k, v)
+    };
+    attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
+}
+
+/// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = [-x2, x1]`, on `x: [b, s, heads, d]` with
+/// `cos, sin: [b, s, d]`.
+fn apply_rope(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<4> {
     let half = x.dims()[3] / 2;
     let x1 = x.clone().narrow(3, 0, half);
     let x2 = x.clone().narrow(3, half, half);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone() + rotated * sin.clone()
+    x * cos.clone().unsqueeze_dim::<4>(2) + rotated * sin.clone().unsqueeze_dim::<4>(2)
 }
 
 /// `[b, kv_heads, t, d]` -> `[b, kv_heads * groups, t, d]`, each kv head repeated for its query group.

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod builtin;
 pub mod config;
 pub mod decoder;
+pub mod fused;
 pub mod generate;
 pub mod hf;
 pub mod optim;

@@ -1,0 +1,160 @@
+//! [`FusedOps`] under autodiff: each op runs its forward kernel on the inner backend and records a
+//! backward step that calls the matching backward kernel. Gradients are registered only for inputs
+//! that are tracked (frozen base weights get none, and cost nothing).
+
+use super::{FusedKernels, FusedOps};
+use burn::backend::Backend;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::{BoolTensor, FloatTensor};
+
+type Prim<B> = <B as burn::backend::BackendTypes>::FloatTensorPrimitive;
+
+fn register<B: Backend>(grads: &mut Gradients, node: Option<NodeId>, grad: Prim<B>) {
+    if let Some(id) = node {
+        grads.register::<B>(id, grad);
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl<B: FusedKernels> Backward<B, 2> for RmsNormBackward {
+    type State = (Prim<B>, Prim<B>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, w_node] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let (x, w, eps) = ops.state;
+        let (dx, dw) = B::rms_norm_backward(x, w, dy, eps, w_node.is_some());
+        register::<B>(grads, x_node.map(|n| n.id), dx);
+        if let Some(dw) = dw {
+            register::<B>(grads, w_node.map(|n| n.id), dw);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SiluMulBackward;
+
+impl<B: FusedKernels> Backward<B, 2> for SiluMulBackward {
+    type State = (Prim<B>, Prim<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [g_node, u_node] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let (g, u) = ops.state;
+        let (dg, du) = B::silu_mul_backward(g, u, dy);
+        register::<B>(grads, g_node.map(|n| n.id), dg);
+        register::<B>(grads, u_node.map(|n| n.id), du);
+    }
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl<B: FusedKernels> Backward<B, 1> for RopeBackward {
+    type State = (Prim<B>, Prim<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let (cos, sin) = ops.state;
+        register::<B>(grads, x_node.map(|n| n.id), B::rope(dy, cos, sin, true));
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: FusedKernels> Backward<B, 3> for AttentionBackward {
+    /// q, k, v, the attention probabilities, the scale.
+    type State = (Prim<B>, Prim<B>, Prim<B>, Prim<B>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [q_node, k_node, v_node] = ops.parents;
+        let dout = grads.consume::<B>(&ops.node);
+        let (q, k, v, probs, scale) = ops.state;
+        let (dq, dk, dv) = B::attention_backward(q, k, v, probs, dout, scale);
+        register::<B>(grads, q_node.map(|n| n.id), dq);
+        register::<B>(grads, k_node.map(|n| n.id), dk);
+        register::<B>(grads, v_node.map(|n| n.id), dv);
+    }
+}
+
+impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let guards = [x.node(), weight.node()];
+        let (x, w) = (x.into_primitive(), weight.into_primitive());
+        let y = B::rms_norm(x.clone(), w.clone(), eps);
+        match RmsNormBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, w, eps), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let guards = [gate.node(), up.node()];
+        let (g, u) = (gate.into_primitive(), up.into_primitive());
+        let y = B::silu_mul(g.clone(), u.clone());
+        match SiluMulBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((g, u), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let guards = [x.node()];
+        let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
+        let y = B::rope(x.into_primitive(), cos.clone(), sin.clone(), false);
+        match RopeBackward.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((cos, sin), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        let guards = [q.node(), k.node(), v.node()];
+        let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+        let (out, probs) = B::attention_with_probs(q.clone(), k.clone(), v.clone(), mask, scale);
+        match AttentionBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((q, k, v, probs, scale), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    /// Composed from autodiff's own ops: the fused kernel serves inference, where nothing is tracked.
+    fn fused_linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(x, Self::float_transpose(weight))
+    }
+}

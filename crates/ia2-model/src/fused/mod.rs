@@ -1,0 +1,157 @@
+//! Fused operations of the decoder, with hand-written backward passes, for the flex CPU backend.
+//!
+//! Composed from burn's tensor ops, RMSNorm, SiLU-gating, RoPE and masked softmax attention are each
+//! a chain of single-threaded elementwise kernels forward and again backward; on the reference
+//! training step of `ia2 bench` they took about as long as all the matrix products. Here each is one
+//! multi-threaded pass ([`kernels`]), registered as a burn backend extension with an autodiff
+//! implementation, so gradients flow through them like through any burn op (the tests compare both
+//! values and gradients with the composed versions).
+//!
+//! Attention keeps grouped kv heads grouped: queries are viewed as `[batch, kv_heads, groups·queries,
+//! head_dim]`, so one matrix product per kv head serves its whole query group, nothing is repeated, and
+//! the key/value gradients come out summed over the group.
+//!
+//! Other backends (CUDA) run the composed ops; [`available`] says which path a tensor takes.
+
+mod autodiff;
+mod flex;
+pub mod kernels;
+
+use burn::backend::tensor::{BoolTensor, FloatTensor};
+use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
+use burn::tensor::{Bool, DType, Tensor};
+
+/// The fused operations as a burn backend extension (flex, and autodiff over flex).
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// RMSNorm over the last dimension: `weight · x / sqrt(mean(x²) + eps)`.
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `silu(gate) ⊙ up`.
+    fn fused_silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Rotary embedding of `x: [batch, seq, heads, head_dim]` with `cos, sin: [batch, seq, head_dim]`.
+    fn fused_rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `softmax(scale · q kᵀ, masked) v` for `q: [b, heads, s, d]`, `k, v: [b, kv_heads, t, d]` and
+    /// `mask: [b, s, t]` (true = may not attend); returns `[b, heads, s, d]`.
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `x Wᵀ` for a few rows `x: [rows, in]` and a weight in its stored layout `W: [out, in]`.
+    fn fused_linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// The kernels behind [`FusedOps`] on a concrete backend: forward passes that also return what their
+/// backward needs, and the backward passes. The autodiff implementation is written against this.
+pub trait FusedKernels: Backend {
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
+    /// `(dx, dweight if want_dweight)`.
+    fn rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        eps: f64,
+        want_dweight: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>);
+    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `(dgate, dup)`.
+    fn silu_mul_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// The rotation, or with `transpose` its transpose (the backward pass).
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        transpose: bool,
+    ) -> FloatTensor<Self>;
+    /// `(output, probabilities [b, kv_heads, groups·s, t])`.
+    fn attention_with_probs(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        scale: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// `(dq, dk, dv)` from the forward's inputs, its probabilities and the output gradient.
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        dout: FloatTensor<Self>,
+        scale: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Whether `t` takes the fused path: f32 on the flex backend (with or without autodiff).
+pub fn available<const D: usize>(t: &Tensor<D>) -> bool {
+    t.dtype() == DType::F32
+        && matches!(
+            t.device().as_dispatch().clone().inner(),
+            DispatchDevice::Flex(_)
+        )
+}
+
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        eps,
+    ))
+}
+
+pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_silu_mul(
+        gate.into_dispatch(),
+        up.into_dispatch(),
+    ))
+}
+
+pub fn rope(x: Tensor<4>, cos: Tensor<3>, sin: Tensor<3>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rope(
+        x.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+    ))
+}
+
+/// `x Wᵀ` for `x: [rows, in]` and `W: [out, in]`, reading `W` once (decoding a few sequences).
+pub fn linear_rows(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_linear_rows(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+    ))
+}
+
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Tensor<3, Bool>,
+    scale: f64,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        mask.into_dispatch(),
+        scale,
+    ))
+}

@@ -1,0 +1,186 @@
+//! The fused kernels (`ia2_model::fused`) against the same decoder composed from burn's ops: equal
+//! logits, attention outputs and adapter gradients, on left-padded batches, through the KV cache and
+//! for every adapter kind (grouped kv heads, Qwen3's q/k norms and Llama's plain attention included).
+
+mod common;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use common::*;
+use ia2_model::adapter::{Ia3Vector, LoraPair, slot};
+use ia2_model::{Adapter, Batch, Capture, Decoder, Positions, Proj};
+
+/// Uniform values in `[-scale, scale)` from a splitmix64 stream.
+fn uniform(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn t2(v: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+/// One adapter of each kind, with nonzero values everywhere (so every gradient path is exercised).
+fn adapters(model: &Decoder, device: &Device) -> Vec<(&'static str, Adapter)> {
+    let c = &model.config;
+    let n_slots = c.num_hidden_layers * Proj::ALL.len();
+    let mut pairs = vec![None; n_slots];
+    let mut vectors = vec![None; n_slots];
+    for l in 0..c.num_hidden_layers {
+        for (i, proj) in Proj::ALL.into_iter().enumerate() {
+            let (inp, out) = proj.shape(c);
+            let seed = (l * 7 + i) as u64;
+            pairs[slot(l, proj)] = Some(LoraPair {
+                a: t2(uniform(4 * inp, seed, 0.3), [4, inp], device),
+                b: t2(uniform(out * 4, seed + 100, 0.3), [out, 4], device),
+            });
+            let on_input = proj == Proj::Down;
+            let len = if on_input { inp } else { out };
+            let scale = uniform(len, seed + 200, 0.2)
+                .into_iter()
+                .map(|v| 1.0 + v)
+                .collect::<Vec<_>>();
+            vectors[slot(l, proj)] = Some(Ia3Vector {
+                scale: Tensor::from_data(TensorData::new(scale, [len]), device),
+                on_input,
+            });
+        }
+    }
+    let kv = c.num_hidden_layers * 2 * c.num_key_value_heads * c.head_dim;
+    vec![
+        (
+            "lora",
+            Adapter::Lora {
+                scaling: 2.0,
+                pairs,
+            },
+        ),
+        ("ia3", Adapter::Ia3 { vectors }),
+        (
+            "prompt",
+            Adapter::Prompt {
+                embeddings: t2(
+                    uniform(3 * c.hidden_size, 7, 1.0),
+                    [3, c.hidden_size],
+                    device,
+                ),
+            },
+        ),
+        (
+            "prefix",
+            Adapter::Prefix {
+                embeddings: t2(uniform(3 * kv, 8, 1.0), [3, kv], device),
+            },
+        ),
+    ]
+}
+
+/// Logits and attention outputs at every position of a left-padded batch, a scalar loss mixing
+/// both, and the gradient of every adapter tensor.
+fn run(model: &Decoder, adapter: &Adapter, batch: &Batch) -> (Values, Values, Vec<Vec<f32>>) {
+    let mut adapter = adapter.clone();
+    adapter.require_grad();
+    let mut cache = model.new_cache(batch.batch, Some(&adapter));
+    let capture = Capture {
+        logits: Positions::All,
+        attn: Positions::All,
+    };
+    let out = model
+        .forward(batch, &mut cache, Some(&adapter), &capture)
+        .unwrap();
+    let logits = out.logits.unwrap();
+    let attn: Tensor<4> = Tensor::stack(out.attn, 0);
+    let device = model.device();
+    let weights = |dims: Vec<usize>, seed| {
+        let n = dims.iter().product();
+        Tensor::<1>::from_data(TensorData::new(uniform(n, seed, 1.0), [n]), device)
+    };
+    let loss = (logits.clone().flatten::<1>(0, 2) * weights(logits.dims().to_vec(), 1)).sum()
+        + (attn.clone().flatten::<1>(0, 3) * weights(attn.dims().to_vec(), 2)).sum();
+    let grads = loss.backward();
+    let mut out_grads = Vec::new();
+    for t in adapter.tensors() {
+        let g = match t {
+            ia2_model::adapter::AdapterTensor::D1(t) => t.grad(&grads).map(|g| values(g).0),
+            ia2_model::adapter::AdapterTensor::D2(t) => t.grad(&grads).map(|g| values(g).0),
+        };
+        out_grads.push(g.expect("every adapter tensor gets a gradient"));
+    }
+    (values(logits), values(attn), out_grads)
+}
+
+#[test]
+fn the_fused_path_is_taken_on_flex() {
+    let d = device();
+    let t = Tensor::<2>::zeros([2, 2], &d);
+    assert!(ia2_model::fused::available(&t));
+    assert!(ia2_model::fused::available(&t.clone().autodiff()));
+    assert!(!ia2_model::fused::available(
+        &t.cast(burn::tensor::DType::BF16)
+    ));
+}
+
+#[test]
+fn fused_and_composed_decoders_agree_in_values_and_gradients() {
+    for name in MODELS {
+        let Some((mut model, cases)) = load(name) else {
+            return;
+        };
+        let seqs: Vec<Vec<u32>> = (0..2).map(|i| ids(&cases, i)).collect();
+        let batch = Batch::left_padded(&seqs, 0);
+        for (kind, adapter) in adapters(&model, &device()) {
+            model.fused = true;
+            let fused = run(&model, &adapter, &batch);
+            model.fused = false;
+            let composed = run(&model, &adapter, &batch);
+            let what = format!("{name} {kind}");
+            assert_close(&format!("{what} logits"), fused.0, composed.0, 1e-4);
+            assert_close(&format!("{what} attention"), fused.1, composed.1, 1e-4);
+            for (i, (g, h)) in fused.2.iter().zip(&composed.2).enumerate() {
+                let err = rel_err(g, h);
+                assert!(err < 1e-4, "{what} gradient of tensor {i}: rel err {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_and_composed_decoding_agree_through_the_cache() {
+    for name in MODELS {
+        let Some((mut model, cases)) = load(name) else {
+            return;
+        };
+        let seqs: Vec<Vec<u32>> = (0..2).map(|i| ids(&cases, i)).collect();
+        let mut steps = Vec::new();
+        for fused in [true, false] {
+            model.fused = fused;
+            let mut cache = model.new_cache(2, None);
+            let capture = Capture {
+                logits: Positions::Last,
+                attn: Positions::Last,
+            };
+            let mut logits = Vec::new();
+            let first = model
+                .forward(&Batch::left_padded(&seqs, 0), &mut cache, None, &capture)
+                .unwrap();
+            logits.push(values(first.logits.unwrap()));
+            for step in 0..3u32 {
+                let next = Batch::left_padded(&[vec![step + 1], vec![step + 5]], 0);
+                let out = model.forward(&next, &mut cache, None, &capture).unwrap();
+                logits.push(values(out.logits.unwrap()));
+            }
+            steps.push(logits);
+        }
+        for (i, (f, c)) in steps[0].iter().zip(&steps[1]).enumerate() {
+            assert_close(&format!("{name} step {i}"), f.clone(), c.clone(), 1e-4);
+        }
+    }
+}
