@@ -8,6 +8,10 @@ use ia2_model::bench::{BenchShape, BenchSize, SyntheticWeights, synthetic_lora};
 use ia2_model::{Batch, Capture, Decoder, Positions};
 use std::time::Instant;
 
+// The allocator of the `ia2` binary, so profiles show what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let phase = args.next().unwrap_or_else(|| "train".into());

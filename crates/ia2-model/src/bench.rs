@@ -154,6 +154,19 @@ impl BenchShape {
         }
     }
 
+    /// Bytes of the weights a decoding step reads: every projection and the LM head, f32.
+    pub fn weight_bytes(&self) -> f64 {
+        let c = self.config();
+        let per_layer: usize = Proj::ALL
+            .iter()
+            .map(|p| {
+                let (i, o) = p.shape(&c);
+                i * o
+            })
+            .sum();
+        4.0 * (self.layers * per_layer + self.vocab * self.hidden) as f64
+    }
+
     /// Matmul FLOPs of one forward pass over `s` new tokens attending to `past + s` keys, with the LM
     /// head at `logit_positions` positions and the LoRA delta on q/k/v.
     pub fn forward_flops(&self, s: usize, past: usize, logit_positions: usize) -> f64 {
@@ -223,9 +236,38 @@ pub struct DecodeReport {
     pub cached_tokens_per_s: f64,
     pub recompute_tokens_per_s: f64,
     pub speedup: f64,
+    /// `speedup` with both ways at their hardware floors: the recomputation at the matmul peak over
+    /// the cached decoding at the memory bandwidth (every weight read once per token). Not a bound:
+    /// a recomputation further from its floor than the cached step gives a larger measured speed-up.
+    pub speedup_at_floors: f64,
     /// Both runs produced the same tokens (checked, else an error).
     pub tokens_equal: bool,
     pub first_tokens: Vec<u32>,
+}
+
+/// One decoding step at a given prefix length: appending a token to a KV cache that holds the
+/// prefix, against recomputing the whole prefix plus the token.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepAtReport {
+    pub prefix_tokens: usize,
+    /// Medians over the timed steps.
+    pub cached_ms: f64,
+    pub recompute_ms: f64,
+    pub speedup: f64,
+    /// Weight bytes over the memory bandwidth: the floor of a cached step.
+    pub cached_floor_ms: f64,
+    /// Prefix FLOPs over the matmul peak: the floor of a recomputed step.
+    pub recompute_floor_ms: f64,
+    /// Both ways predicted the same next token at every timed step (checked, else an error).
+    pub tokens_equal: bool,
+}
+
+/// Read bandwidth of main memory measured in the same run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BandwidthReport {
+    pub buffer_mb: f64,
+    pub reps: usize,
+    pub gb_per_s: f64,
 }
 
 /// A target next to its measured value.
@@ -263,6 +305,10 @@ pub struct BenchReport {
     /// VmHWM at the end of the run, MB.
     pub peak_rss_mb: f64,
     pub decode: DecodeReport,
+    pub step_at: StepAtReport,
+    pub bandwidth: BandwidthReport,
+    /// Bytes of every weight read per decoded token (projections and LM head), MB.
+    pub weight_mb: f64,
     pub flop_formula: &'static str,
     /// Only for the reference size.
     pub targets: Vec<Target>,
@@ -312,8 +358,17 @@ fn run_inner(args: &BenchArgs) -> Result<BenchReport> {
 
     let matmul = matmul_peak(shape.matmul_n, &device);
 
-    let decode = decode(&shape, args.decode_tokens, &decoder, seed)?;
+    // Measured before the bandwidth probe, whose buffer would raise the high-water mark.
     let peak_rss_mb = proc_status_mb("VmHWM:").unwrap_or(f64::NAN);
+    let bandwidth = memory_bandwidth();
+    let weight_mb = shape.weight_bytes() / 1e6;
+    let floors = Floors {
+        shape: &shape,
+        gflops: matmul.gflops_peak,
+        bandwidth_gb_s: bandwidth.gb_per_s,
+    };
+    let decode = decode(&shape, args.decode_tokens, &decoder, seed, &floors)?;
+    let step_at = step_at(&shape, STEP_AT_PREFIX, &decoder, seed, &floors)?;
 
     let step_flop = step.step_gflop * 1e9;
     let floor_ms = step_flop / (matmul.gflops_peak * 1e9) * 1e3;
@@ -338,13 +393,22 @@ fn run_inner(args: &BenchArgs) -> Result<BenchReport> {
                 reference: "PyTorch + PEFT ~1070 MB",
             },
             Target {
-                name: "KV cache speed-up",
+                name: "KV cache, 200 new tokens",
                 measured: decode.speedup,
                 target: 10.0,
                 unit: "x",
                 at_least: true,
                 pass: decode.speedup >= 10.0,
-                reference: "200 new tokens, batch 1",
+                reference: "greedy, 16-token prompt, batch 1",
+            },
+            Target {
+                name: "KV cache, step at 200",
+                measured: step_at.speedup,
+                target: 10.0,
+                unit: "x",
+                at_least: true,
+                pass: step_at.speedup >= 10.0,
+                reference: "one decoding step at a 200-token prefix, batch 1",
             },
         ]
     } else {
@@ -363,6 +427,9 @@ fn run_inner(args: &BenchArgs) -> Result<BenchReport> {
         peak_rss_train_mb,
         peak_rss_mb,
         decode,
+        step_at,
+        bandwidth,
+        weight_mb,
         flop_formula: FLOP_FORMULA,
         targets,
         shape,
@@ -651,7 +718,13 @@ fn matmul_peak(n: usize, device: &Device) -> MatmulReport {
 
 /// Greedy decoding of the base model through [`crate::greedy`] (what `ia2 generate` runs), with and
 /// without the KV cache.
-fn decode(shape: &BenchShape, n: usize, decoder: &Decoder, seed: u64) -> Result<DecodeReport> {
+fn decode(
+    shape: &BenchShape,
+    n: usize,
+    decoder: &Decoder,
+    seed: u64,
+    floors: &Floors,
+) -> Result<DecodeReport> {
     let mut rng = Rng::for_name(seed, "decode.prompt");
     let prompt: Vec<u32> = (0..shape.prompt_tokens)
         .map(|_| rng.below(shape.vocab) as u32)
@@ -695,9 +768,124 @@ fn decode(shape: &BenchShape, n: usize, decoder: &Decoder, seed: u64) -> Result<
         cached_tokens_per_s: n as f64 / cached_s,
         recompute_tokens_per_s: n as f64 / recompute_s,
         speedup: recompute_s / cached_s,
+        speedup_at_floors: (0..n)
+            .map(|i| floors.recompute_ms(prompt.len() + i))
+            .sum::<f64>()
+            / (n as f64 * floors.cached_ms()),
         tokens_equal: true,
         first_tokens: cached.iter().copied().take(16).collect(),
     })
+}
+
+/// Prefix length of [`StepAtReport`] (the issue's "recomputing the prefix at 200 tokens").
+pub const STEP_AT_PREFIX: usize = 200;
+
+/// What the hardware allows: FLOPs at the matmul peak, weight bytes at the memory bandwidth.
+struct Floors<'a> {
+    shape: &'a BenchShape,
+    gflops: f64,
+    bandwidth_gb_s: f64,
+}
+
+impl Floors<'_> {
+    /// A forward pass over `prefix` tokens with the logits of the last one.
+    fn recompute_ms(&self, prefix: usize) -> f64 {
+        self.shape.forward_flops(prefix, 0, 1) / (self.gflops * 1e9) * 1e3
+    }
+
+    /// One token through the cache: every weight read once.
+    fn cached_ms(&self) -> f64 {
+        self.shape.weight_bytes() / (self.bandwidth_gb_s * 1e9) * 1e3
+    }
+}
+
+/// Decoding steps at a `prefix`-token context: [`STEP_REPS`] single-token steps through a KV cache
+/// filled with the prefix, against the same steps recomputed from scratch (prefix + new tokens).
+fn step_at(
+    shape: &BenchShape,
+    prefix: usize,
+    decoder: &Decoder,
+    seed: u64,
+    floors: &Floors,
+) -> Result<StepAtReport> {
+    const STEP_REPS: usize = 8;
+    let mut rng = Rng::for_name(seed, "decode.step_at");
+    let mut ids: Vec<u32> = (0..prefix).map(|_| rng.below(shape.vocab) as u32).collect();
+    let capture = Capture {
+        logits: Positions::Last,
+        attn: Positions::None,
+    };
+    let next_token = |out: crate::Output| -> Result<u32> {
+        let logits = out.logits.context("no logits returned")?;
+        let row = logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+        Ok(crate::argmax(&row))
+    };
+    let mut cache = decoder.new_cache(1, None);
+    let mut token =
+        next_token(decoder.forward(&Batch::single(&ids), &mut cache, None, &capture)?)?;
+    let (mut cached_ms, mut recompute_ms) = (Vec::new(), Vec::new());
+    for step in 0..STEP_REPS {
+        ids.push(token);
+        let t = Instant::now();
+        let cached =
+            next_token(decoder.forward(&Batch::single(&[token]), &mut cache, None, &capture)?)?;
+        cached_ms.push(ms(t));
+        let t = Instant::now();
+        let mut fresh = decoder.new_cache(1, None);
+        let recomputed =
+            next_token(decoder.forward(&Batch::single(&ids), &mut fresh, None, &capture)?)?;
+        recompute_ms.push(ms(t));
+        ensure!(
+            cached == recomputed,
+            "decoding step {step} at prefix {}: the cached step predicts {cached}, recomputing {recomputed}",
+            ids.len()
+        );
+        token = cached;
+    }
+    let (cached_ms, recompute_ms) = (median(&cached_ms), median(&recompute_ms));
+    Ok(StepAtReport {
+        prefix_tokens: prefix,
+        cached_ms,
+        recompute_ms,
+        speedup: recompute_ms / cached_ms,
+        cached_floor_ms: floors.cached_ms(),
+        recompute_floor_ms: floors.recompute_ms(prefix + STEP_REPS / 2),
+        tokens_equal: true,
+    })
+}
+
+/// Best read bandwidth of a 128 MB buffer (4× the L3 of this machine) summed by every thread.
+fn memory_bandwidth() -> BandwidthReport {
+    use rayon::prelude::*;
+    let n = 32 << 20;
+    let buf: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+    let reps = 10;
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let s: f32 = buf
+            .par_chunks(1 << 16)
+            .map(|c| {
+                let mut acc = [0f32; 8];
+                for ch in c.chunks_exact(8) {
+                    for i in 0..8 {
+                        acc[i] += ch[i];
+                    }
+                }
+                acc.iter().sum::<f32>()
+            })
+            .sum();
+        std::hint::black_box(s);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    BandwidthReport {
+        buffer_mb: (n * 4) as f64 / 1e6,
+        reps,
+        gb_per_s: (n * 4) as f64 / best / 1e9,
+    }
 }
 
 /// A `kB` field of /proc/self/status (`VmRSS:`, `VmHWM:`), in MB (10^6 bytes).
@@ -833,6 +1021,26 @@ impl fmt::Display for BenchReport {
             d.tokens_equal,
             d.first_tokens
         )?;
+        writeln!(
+            f,
+            "  that speed-up with both ways at their floors: {:.1}x (recomputation at the matmul peak, the \
+             cache reading the {:.0} MB of weights once per token at {:.1} GB/s, measured over a {:.0} MB buffer)",
+            d.speedup_at_floors, self.weight_mb, self.bandwidth.gb_per_s, self.bandwidth.buffer_mb
+        )?;
+        let a = &self.step_at;
+        writeln!(
+            f,
+            "  one step at a {}-token prefix (medians): KV cache {:.2} ms (floor {:.2}), recompute {:.1} ms \
+             (floor {:.1}); speed-up {:.1}x ({:.1}x at the floors); same next tokens: {}",
+            a.prefix_tokens,
+            a.cached_ms,
+            a.cached_floor_ms,
+            a.recompute_ms,
+            a.recompute_floor_ms,
+            a.speedup,
+            a.recompute_floor_ms / a.cached_floor_ms,
+            a.tokens_equal
+        )?;
         if !self.targets.is_empty() {
             writeln!(f)?;
             writeln!(f, "targets:")?;
@@ -877,6 +1085,9 @@ mod tests {
         assert!(r.step.median_ms > 0.0 && r.step.min_ms <= r.step.median_ms);
         assert!(r.matmul.gflops_peak > 0.0);
         assert!(r.decode.tokens_equal);
+        assert!(r.step_at.tokens_equal && r.step_at.prefix_tokens == STEP_AT_PREFIX);
+        assert!(r.step_at.cached_ms > 0.0 && r.step_at.recompute_ms > 0.0);
+        assert!(r.bandwidth.gb_per_s > 0.0 && r.weight_mb > 0.0);
         assert_eq!(r.decode.new_tokens, 8);
         assert!(
             r.decode
