@@ -13,6 +13,13 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
+    if std::env::var_os("IN_POOL").is_some() {
+        return rayon::ThreadPoolBuilder::new().build()?.install(real_main);
+    }
+    real_main()
+}
+
+fn real_main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let phase = args.next().unwrap_or_else(|| "train".into());
     let iters: usize = args.next().map_or(Ok(10), |s| s.parse())?;

@@ -65,7 +65,22 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    // The command runs on a worker of the thread pool that the kernels split their work over, so the
+    // calling thread takes part in every parallel op instead of sleeping and waking once per op
+    // (~15 % of a decoding step on 2 cores; RAYON_NUM_THREADS sets the size as usual).
+    let result = rayon::ThreadPoolBuilder::new()
+        .stack_size(16 << 20)
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|pool| pool.install(|| run(cli)));
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Data(cmd) => ia2_data::cli::run(cmd),
         Command::Generate(args) => generate::run(args),
         Command::Activations(args) => activations::run(args),
@@ -75,10 +90,6 @@ fn main() {
         Command::Bench(args) => bench::run(&args),
         Command::Toy(cmd) => toy::run(cmd),
         Command::Demo(args) => demo::run(&args),
-    };
-    if let Err(err) = result {
-        eprintln!("error: {err:#}");
-        std::process::exit(1);
     }
 }
 
