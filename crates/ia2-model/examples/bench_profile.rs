@@ -33,6 +33,21 @@ fn real_main() -> Result<()> {
     let mut adapter = synthetic_lora(&shape, 1, &device);
     let ids: Vec<u32> = (0..shape.seq as u32).map(|i| (i * 31) % 8192).collect();
     match phase.as_str() {
+        "greedy" => {
+            let options = ia2_model::GenerateOptions {
+                max_new_tokens: iters,
+                eos_token_ids: Vec::new(),
+                pad_token_id: 0,
+                use_cache: true,
+            };
+            let prompt = vec![ids[..16].to_vec()];
+            let t = Instant::now();
+            ia2_model::greedy(&decoder, None, &prompt, &options, |_, _| false, |_| {})?;
+            eprintln!(
+                "greedy: {:.2} ms/token",
+                t.elapsed().as_secs_f64() * 1e3 / iters as f64
+            );
+        }
         "decode" => {
             let cap = Capture {
                 logits: Positions::Last,

@@ -287,6 +287,32 @@ pub fn softmax_backward(dp: &mut [f32], p: &[f32], keys: usize, scale: f32) {
         });
 }
 
+/// `ys[o * rows + r] = W[o] · x[r]` for a block of `W`'s rows, with AVX2 + FMA where the CPU has them.
+fn dot_rows(ys: &mut [f32], ws: &[f32], x: &[f32], inp: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features this function is compiled for were just detected.
+        return unsafe { dot_rows_avx2(ys, ws, x, inp) };
+    }
+    dot_rows_generic(ys, ws, x, inp)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_rows_avx2(ys: &mut [f32], ws: &[f32], x: &[f32], inp: usize) {
+    dot_rows_generic(ys, ws, x, inp)
+}
+
+#[inline(always)]
+fn dot_rows_generic(ys: &mut [f32], ws: &[f32], x: &[f32], inp: usize) {
+    let rows = x.len() / inp;
+    for (yo, wo) in ys.chunks_exact_mut(rows).zip(ws.chunks_exact(inp)) {
+        for (y, xr) in yo.iter_mut().zip(x.chunks_exact(inp)) {
+            *y = dot(wo, xr);
+        }
+    }
+}
+
 /// `y = x Wᵀ` for a few rows `x: [rows, inp]` and `W: [out, inp]` (the stored layout), reading `W` once.
 ///
 /// Decoding one token per sequence is bound by reading the weights; gemm's packing for a skinny left
@@ -300,13 +326,7 @@ pub fn linear_rows(x: &[f32], w: &[f32], inp: usize) -> Vec<f32> {
     let block = 64;
     yt.par_chunks_mut(block * rows)
         .zip(w.par_chunks(block * inp))
-        .for_each(|(ys, ws)| {
-            for (yo, wo) in ys.chunks_exact_mut(rows).zip(ws.chunks_exact(inp)) {
-                for (y, xr) in yo.iter_mut().zip(x.chunks_exact(inp)) {
-                    *y = dot(wo, xr);
-                }
-            }
-        });
+        .for_each(|(ys, ws)| dot_rows(ys, ws, x, inp));
     if rows == 1 {
         return yt;
     }
