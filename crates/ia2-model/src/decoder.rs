@@ -29,8 +29,9 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        frozen_linear(x, &self.weight, self.bias.as_ref())
+    /// `x Wᵀ + b`; `fuse` allows [`fused::linear_rows`] for a few rows (see [`Decoder::fused`]).
+    pub fn forward<const D: usize>(&self, x: Tensor<D>, fuse: bool) -> Tensor<D> {
+        frozen_linear(x, &self.weight, self.bias.as_ref(), fuse)
     }
 }
 
@@ -39,11 +40,16 @@ fn frozen_linear<const D: usize>(
     x: Tensor<D>,
     weight: &Tensor<2>,
     bias: Option<&Tensor<1>>,
+    fuse: bool,
 ) -> Tensor<D> {
     let mut dims = x.dims();
     let inp = dims[D - 1];
     let rows = dims[..D - 1].iter().product::<usize>();
-    if rows <= FEW_ROWS && !x.is_autodiff() && fused::available(&x) && weight.dtype() == DType::F32
+    if fuse
+        && rows <= FEW_ROWS
+        && !x.is_autodiff()
+        && fused::available(&x)
+        && weight.dtype() == DType::F32
     {
         // Decoding: bound by reading the weight, which the fused kernel reads once, in place.
         dims[D - 1] = weight.dims()[0];
@@ -394,7 +400,7 @@ impl Decoder {
 
         let logits = want_logits.then(|| {
             let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-            frozen_linear(self.norm.forward(x, self.fused), head, None)
+            frozen_linear(self.norm.forward(x, self.fused), head, None, self.fused)
         });
         Ok(Output {
             logits,
@@ -405,6 +411,7 @@ impl Decoder {
 
     /// One projection, with the adapter's LoRA delta or IA3 scaling when it targets it.
     fn project(&self, l: usize, proj: Proj, x: Tensor<3>, adapter: Option<&Adapter>) -> Tensor<3> {
+        let fuse = self.fused;
         let base = &self.layers[l].proj[proj.index()];
         match adapter {
             Some(Adapter::Lora { scaling, pairs }) => match &pairs[slot(l, proj)] {
@@ -414,16 +421,16 @@ impl Decoder {
                         p.b.clone().transpose(),
                         None,
                     );
-                    base.forward(x) + delta.mul_scalar(*scaling)
+                    base.forward(x, fuse) + delta.mul_scalar(*scaling)
                 }
-                None => base.forward(x),
+                None => base.forward(x, fuse),
             },
             Some(Adapter::Ia3 { vectors }) => match &vectors[slot(l, proj)] {
-                Some(v) if v.on_input => base.forward(x * v.scale.clone().unsqueeze()),
-                Some(v) => base.forward(x) * v.scale.clone().unsqueeze(),
-                None => base.forward(x),
+                Some(v) if v.on_input => base.forward(x * v.scale.clone().unsqueeze(), fuse),
+                Some(v) => base.forward(x, fuse) * v.scale.clone().unsqueeze(),
+                None => base.forward(x, fuse),
             },
-            _ => base.forward(x),
+            _ => base.forward(x, fuse),
         }
     }
 
