@@ -3,13 +3,51 @@
 //! Each kernel replaces a chain of 5–15 single-threaded elementwise burn ops (and as many
 //! allocations) by one pass over the data, split across the rayon pool by rows. They are plain
 //! functions so the tests can compare them with a direct computation in f64.
+//!
+//! The work of one rayon task is a function defined with [`multiversioned!`]: compiled twice, as
+//! built (SSE2 on x86-64) and for AVX2 + FMA, and picked at run time. The arithmetic is the same
+//! either way (Rust never fuses a multiply and an add on its own, and the kernels fix their summation
+//! order), so results do not depend on the CPU; AVX2 doubles the lanes and the bytes in flight per
+//! load, which decoding, bound by reading weights, needs most.
 
 use rayon::prelude::*;
+
+/// Defines `fn $name` with a portable body and an AVX2 + FMA build of the same body, chosen at run time.
+macro_rules! multiversioned {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn portable($($arg: $ty),*) $(-> $ret)? $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2($($arg: $ty),*) $(-> $ret)? {
+                portable($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the features `avx2` is compiled for were just detected.
+                return unsafe { avx2($($arg),*) };
+            }
+            portable($($arg),*)
+        }
+    };
+}
 
 /// Rows per rayon task: at least ~16k elements, so small tensors stay on one thread.
 fn rows_per_task(row_len: usize) -> usize {
     (16 * 1024 / row_len.max(1)).max(1)
 }
+
+/// Elements per rayon task of the elementwise kernels.
+const ELEMS_PER_TASK: usize = 16 * 1024;
 
 /// `exp(x)` to about 2 ulp, written so that loops over it vectorize (no libm call, no branch).
 ///
@@ -67,26 +105,35 @@ fn inv_rms(row: &[f32], eps: f32) -> f32 {
     1.0 / (ms + eps).sqrt()
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// RMSNorm
+
 /// RMSNorm over rows of length `w.len()`: `y = w · x / sqrt(mean(x²) + eps)`.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
-    let n = w.len();
+    let chunk = w.len() * rows_per_task(w.len());
     let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(n * rows_per_task(n))
-        .zip(x.par_chunks(n * rows_per_task(n)))
-        .for_each(|(ys, xs)| {
-            for (yr, xr) in ys.chunks_exact_mut(n).zip(xs.chunks_exact(n)) {
-                let r = inv_rms(xr, eps);
-                for ((y, &x), &w) in yr.iter_mut().zip(xr).zip(w) {
-                    *y = w * (x * r);
-                }
-            }
-        });
+    y.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(ys, xs)| rms_norm_rows(ys, xs, w, eps));
     y
+}
+
+multiversioned! {
+    fn rms_norm_rows(ys: &mut [f32], xs: &[f32], w: &[f32], eps: f32) {
+        let n = w.len();
+        for (yr, xr) in ys.chunks_exact_mut(n).zip(xs.chunks_exact(n)) {
+            let r = inv_rms(xr, eps);
+            for ((y, &x), &w) in yr.iter_mut().zip(xr).zip(w) {
+                *y = w * (x * r);
+            }
+        }
+    }
 }
 
 /// Gradients of [`rms_norm`]: `dx` always, `dw` (summed over rows) when asked for.
 ///
 /// With `g = w ⊙ dy` and `r = 1/rms(x)`: `dx = r g − x r³ (g·x) / n`, `dw = Σ_rows dy ⊙ x r`.
+/// The per-task partial sums of `dw` are added in task order, so `dw` does not depend on the threads.
 pub fn rms_norm_backward(
     x: &[f32],
     w: &[f32],
@@ -100,30 +147,7 @@ pub fn rms_norm_backward(
     let dw_parts: Vec<Vec<f32>> = dx
         .par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-        .map(|(dxs, (xs, dys))| {
-            let mut dw = if want_dw { vec![0f32; n] } else { Vec::new() };
-            let mut g = vec![0f32; n];
-            for ((dxr, xr), dyr) in dxs
-                .chunks_exact_mut(n)
-                .zip(xs.chunks_exact(n))
-                .zip(dys.chunks_exact(n))
-            {
-                let r = inv_rms(xr, eps);
-                for ((g, &w), &dy) in g.iter_mut().zip(w).zip(dyr) {
-                    *g = w * dy;
-                }
-                let c = dot(&g, xr) * r * r * r / n as f32;
-                for ((dx, &g), &x) in dxr.iter_mut().zip(&g).zip(xr) {
-                    *dx = r * g - c * x;
-                }
-                if want_dw {
-                    for ((dw, &dy), &x) in dw.iter_mut().zip(dyr).zip(xr) {
-                        *dw += dy * x * r;
-                    }
-                }
-            }
-            dw
-        })
+        .map(|(dxs, (xs, dys))| rms_norm_backward_rows(dxs, xs, dys, w, eps, want_dw))
         .collect();
     let dw = want_dw.then(|| {
         let mut dw = vec![0f32; n];
@@ -137,7 +161,44 @@ pub fn rms_norm_backward(
     (dx, dw)
 }
 
-const ELEMS_PER_TASK: usize = 16 * 1024;
+multiversioned! {
+    /// `dx` of a block of rows, and its partial `dw` (empty unless `want_dw`).
+    fn rms_norm_backward_rows(
+        dxs: &mut [f32],
+        xs: &[f32],
+        dys: &[f32],
+        w: &[f32],
+        eps: f32,
+        want_dw: bool,
+    ) -> Vec<f32> {
+        let n = w.len();
+        let mut dw = if want_dw { vec![0f32; n] } else { Vec::new() };
+        let mut g = vec![0f32; n];
+        for ((dxr, xr), dyr) in dxs
+            .chunks_exact_mut(n)
+            .zip(xs.chunks_exact(n))
+            .zip(dys.chunks_exact(n))
+        {
+            let r = inv_rms(xr, eps);
+            for ((g, &w), &dy) in g.iter_mut().zip(w).zip(dyr) {
+                *g = w * dy;
+            }
+            let c = dot(&g, xr) * r * r * r / n as f32;
+            for ((dx, &g), &x) in dxr.iter_mut().zip(&g).zip(xr) {
+                *dx = r * g - c * x;
+            }
+            if want_dw {
+                for ((dw, &dy), &x) in dw.iter_mut().zip(dyr).zip(xr) {
+                    *dw += dy * x * r;
+                }
+            }
+        }
+        dw
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SiLU gating
 
 /// `silu(g) ⊙ u` (the gated MLP of Llama and Qwen).
 pub fn silu_mul(g: &[f32], u: &[f32]) -> Vec<f32> {
@@ -147,12 +208,16 @@ pub fn silu_mul(g: &[f32], u: &[f32]) -> Vec<f32> {
             g.par_chunks(ELEMS_PER_TASK)
                 .zip(u.par_chunks(ELEMS_PER_TASK)),
         )
-        .for_each(|(ys, (gs, us))| {
-            for ((y, &g), &u) in ys.iter_mut().zip(gs).zip(us) {
-                *y = g / (1.0 + exp(-g)) * u;
-            }
-        });
+        .for_each(|(ys, (gs, us))| silu_mul_chunk(ys, gs, us));
     y
+}
+
+multiversioned! {
+    fn silu_mul_chunk(ys: &mut [f32], gs: &[f32], us: &[f32]) {
+        for ((y, &g), &u) in ys.iter_mut().zip(gs).zip(us) {
+            *y = g / (1.0 + exp(-g)) * u;
+        }
+    }
 }
 
 /// Gradients of [`silu_mul`]: `dg = dy u σ(g) (1 + g (1 − σ(g)))`, `du = dy g σ(g)`.
@@ -166,15 +231,22 @@ pub fn silu_mul_backward(g: &[f32], u: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32
                 .zip(u.par_chunks(ELEMS_PER_TASK))
                 .zip(dy.par_chunks(ELEMS_PER_TASK)),
         )
-        .for_each(|((dgs, dus), ((gs, us), dys))| {
-            for ((((dg, du), &g), &u), &dy) in dgs.iter_mut().zip(dus).zip(gs).zip(us).zip(dys) {
-                let s = 1.0 / (1.0 + exp(-g));
-                *dg = dy * u * s * (1.0 + g * (1.0 - s));
-                *du = dy * g * s;
-            }
-        });
+        .for_each(|((dgs, dus), ((gs, us), dys))| silu_mul_backward_chunk(dgs, dus, gs, us, dys));
     (dg, du)
 }
+
+multiversioned! {
+    fn silu_mul_backward_chunk(dgs: &mut [f32], dus: &mut [f32], gs: &[f32], us: &[f32], dys: &[f32]) {
+        for ((((dg, du), &g), &u), &dy) in dgs.iter_mut().zip(dus).zip(gs).zip(us).zip(dys) {
+            let s = 1.0 / (1.0 + exp(-g));
+            *dg = dy * u * s * (1.0 + g * (1.0 - s));
+            *du = dy * g * s;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// RoPE
 
 /// Rotary embedding of `x: [rows, heads, d]` with per-row tables `cos, sin: [rows, d]`:
 /// `y = x ⊙ cos + rotate_half(x) ⊙ sin`, `rotate_half([x1, x2]) = [−x2, x1]`.
@@ -184,40 +256,49 @@ pub fn silu_mul_backward(g: &[f32], u: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32
 pub fn rope(x: &[f32], cos: &[f32], sin: &[f32], d: usize, transpose: bool) -> Vec<f32> {
     let rows = cos.len() / d;
     let per_row = x.len() / rows;
-    let half = d / 2;
+    let task_rows = rows_per_task(per_row);
     let mut y = vec![0f32; x.len()];
-    let task = per_row * rows_per_task(per_row);
-    y.par_chunks_mut(task)
-        .zip(x.par_chunks(task))
+    y.par_chunks_mut(per_row * task_rows)
+        .zip(x.par_chunks(per_row * task_rows))
         .enumerate()
         .for_each(|(ti, (ys, xs))| {
-            let row0 = ti * task / per_row;
-            for (ri, (yr, xr)) in ys
-                .chunks_exact_mut(per_row)
-                .zip(xs.chunks_exact(per_row))
-                .enumerate()
-            {
-                let c = &cos[(row0 + ri) * d..][..d];
-                let s = &sin[(row0 + ri) * d..][..d];
-                for (yh, xh) in yr.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
-                    let (x1, x2) = xh.split_at(half);
-                    let (y1, y2) = yh.split_at_mut(half);
-                    if transpose {
-                        for i in 0..half {
-                            y1[i] = x1[i] * c[i] + x2[i] * s[half + i];
-                            y2[i] = x2[i] * c[half + i] - x1[i] * s[i];
-                        }
-                    } else {
-                        for i in 0..half {
-                            y1[i] = x1[i] * c[i] - x2[i] * s[i];
-                            y2[i] = x2[i] * c[half + i] + x1[i] * s[half + i];
-                        }
-                    }
-                }
-            }
+            let tables = (ti * task_rows * d)..((ti + 1) * task_rows * d).min(cos.len());
+            rope_rows(ys, xs, &cos[tables.clone()], &sin[tables], d, transpose)
         });
     y
 }
+
+multiversioned! {
+    /// Rows `[heads, d]` of `x` with their own rows of the tables.
+    fn rope_rows(ys: &mut [f32], xs: &[f32], cos: &[f32], sin: &[f32], d: usize, transpose: bool) {
+        let half = d / 2;
+        let per_row = xs.len() / (cos.len() / d);
+        let rows = ys
+            .chunks_exact_mut(per_row)
+            .zip(xs.chunks_exact(per_row))
+            .zip(cos.chunks_exact(d).zip(sin.chunks_exact(d)));
+        for ((yr, xr), (c, s)) in rows {
+            for (yh, xh) in yr.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
+                let (x1, x2) = xh.split_at(half);
+                let (y1, y2) = yh.split_at_mut(half);
+                if transpose {
+                    for i in 0..half {
+                        y1[i] = x1[i] * c[i] + x2[i] * s[half + i];
+                        y2[i] = x2[i] * c[half + i] - x1[i] * s[i];
+                    }
+                } else {
+                    for i in 0..half {
+                        y1[i] = x1[i] * c[i] - x2[i] * s[i];
+                        y2[i] = x2[i] * c[half + i] + x1[i] * s[half + i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Attention softmax
 
 /// Where each score row sits: rows are `[batch][kv head][group][query]`, the mask is
 /// `[batch][query][key]` with nonzero meaning "masked".
@@ -232,6 +313,7 @@ pub struct ScoreRows {
 }
 
 impl ScoreRows {
+    #[inline(always)]
     fn mask_row<'a>(&self, mask: &'a [u8], row: usize) -> &'a [u8] {
         let (b, q) = (row / self.per_batch, row % self.queries);
         &mask[(b * self.queries + q) * self.keys..][..self.keys]
@@ -241,34 +323,38 @@ impl ScoreRows {
 /// In place: `scores ← softmax(scale · scores)` over each row, masked keys getting probability 0.
 /// A row with every key masked gets all zeros (it has nothing to attend to).
 pub fn masked_softmax(scores: &mut [f32], mask: &[u8], rows: ScoreRows, scale: f32) {
-    let t = rows.keys;
+    let task_rows = rows_per_task(rows.keys);
     scores
-        .par_chunks_mut(t * rows_per_task(t))
+        .par_chunks_mut(rows.keys * task_rows)
         .enumerate()
-        .for_each(|(ti, chunk)| {
-            let row0 = ti * rows_per_task(t);
-            for (ri, row) in chunk.chunks_exact_mut(t).enumerate() {
-                let m = rows.mask_row(mask, row0 + ri);
-                let max = row
-                    .iter()
-                    .zip(m)
-                    .filter(|&(_, &m)| m == 0)
-                    .map(|(&s, _)| s * scale)
-                    .fold(f32::NEG_INFINITY, f32::max);
-                if max == f32::NEG_INFINITY {
-                    row.fill(0.0);
-                    continue;
-                }
-                for (s, &m) in row.iter_mut().zip(m) {
-                    let e = exp(*s * scale - max);
-                    *s = if m == 0 { e } else { 0.0 };
-                }
-                let inv = 1.0 / sum8(row.iter().copied());
-                for s in row.iter_mut() {
-                    *s *= inv;
-                }
+        .for_each(|(ti, chunk)| softmax_rows(chunk, ti * task_rows, mask, rows, scale));
+}
+
+multiversioned! {
+    /// The rows of `chunk`, the first of which is score row `row0`.
+    fn softmax_rows(chunk: &mut [f32], row0: usize, mask: &[u8], rows: ScoreRows, scale: f32) {
+        for (ri, row) in chunk.chunks_exact_mut(rows.keys).enumerate() {
+            let m = rows.mask_row(mask, row0 + ri);
+            let max = row
+                .iter()
+                .zip(m)
+                .filter(|&(_, &m)| m == 0)
+                .map(|(&s, _)| s * scale)
+                .fold(f32::NEG_INFINITY, f32::max);
+            if max == f32::NEG_INFINITY {
+                row.fill(0.0);
+                continue;
             }
-        });
+            for (s, &m) in row.iter_mut().zip(m) {
+                let e = exp(*s * scale - max);
+                *s = if m == 0 { e } else { 0.0 };
+            }
+            let inv = 1.0 / sum8(row.iter().copied());
+            for s in row.iter_mut() {
+                *s *= inv;
+            }
+        }
+    }
 }
 
 /// In place: `dp ← scale · p ⊙ (dp − Σ_j p_j dp_j)`, the gradient of the scores of
@@ -277,41 +363,22 @@ pub fn softmax_backward(dp: &mut [f32], p: &[f32], keys: usize, scale: f32) {
     let task = keys * rows_per_task(keys);
     dp.par_chunks_mut(task)
         .zip(p.par_chunks(task))
-        .for_each(|(dps, ps)| {
-            for (dr, pr) in dps.chunks_exact_mut(keys).zip(ps.chunks_exact(keys)) {
-                let c = dot(dr, pr);
-                for (d, &p) in dr.iter_mut().zip(pr) {
-                    *d = scale * p * (*d - c);
-                }
+        .for_each(|(dps, ps)| softmax_backward_rows(dps, ps, keys, scale));
+}
+
+multiversioned! {
+    fn softmax_backward_rows(dps: &mut [f32], ps: &[f32], keys: usize, scale: f32) {
+        for (dr, pr) in dps.chunks_exact_mut(keys).zip(ps.chunks_exact(keys)) {
+            let c = dot(dr, pr);
+            for (d, &p) in dr.iter_mut().zip(pr) {
+                *d = scale * p * (*d - c);
             }
-        });
-}
-
-/// `ys[o * rows + r] = W[o] · x[r]` for a block of `W`'s rows, with AVX2 + FMA where the CPU has them.
-fn dot_rows(ys: &mut [f32], ws: &[f32], x: &[f32], inp: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features this function is compiled for were just detected.
-        return unsafe { dot_rows_avx2(ys, ws, x, inp) };
-    }
-    dot_rows_generic(ys, ws, x, inp)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_rows_avx2(ys: &mut [f32], ws: &[f32], x: &[f32], inp: usize) {
-    dot_rows_generic(ys, ws, x, inp)
-}
-
-#[inline(always)]
-fn dot_rows_generic(ys: &mut [f32], ws: &[f32], x: &[f32], inp: usize) {
-    let rows = x.len() / inp;
-    for (yo, wo) in ys.chunks_exact_mut(rows).zip(ws.chunks_exact(inp)) {
-        for (y, xr) in yo.iter_mut().zip(x.chunks_exact(inp)) {
-            *y = dot(wo, xr);
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Few-row projections
 
 /// `y = x Wᵀ` for a few rows `x: [rows, inp]` and `W: [out, inp]` (the stored layout), reading `W` once.
 ///
@@ -337,6 +404,18 @@ pub fn linear_rows(x: &[f32], w: &[f32], inp: usize) -> Vec<f32> {
         }
     }
     y
+}
+
+multiversioned! {
+    /// `ys[o * rows + r] = W[o] · x[r]` for a block of `W`'s rows.
+    fn dot_rows(ys: &mut [f32], ws: &[f32], x: &[f32], inp: usize) {
+        let rows = x.len() / inp;
+        for (yo, wo) in ys.chunks_exact_mut(rows).zip(ws.chunks_exact(inp)) {
+            for (y, xr) in yo.iter_mut().zip(x.chunks_exact(inp)) {
+                *y = dot(wo, xr);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -449,6 +528,37 @@ mod tests {
     }
 
     #[test]
+    fn rope_matches_the_formula_across_task_boundaries() {
+        // 300 rows of 2 heads x 32: 256 rows per rayon task, so two tasks with their own table rows.
+        let (rows, heads, d) = (300, 2, 32);
+        let x = data(rows * heads * d, 20);
+        let (cos, sin) = (data(rows * d, 21), data(rows * d, 22));
+        for transpose in [false, true] {
+            let y = rope(&x, &cos, &sin, d, transpose);
+            let sign = if transpose { -1.0 } else { 1.0 };
+            let mut expect = vec![0f64; x.len()];
+            for r in 0..rows {
+                for h in 0..heads {
+                    let o = (r * heads + h) * d;
+                    for i in 0..d {
+                        // rotate_half(x)[i] = -x[i + d/2] (first half), x[i - d/2] (second half);
+                        // its transpose moves sin to the partner's index with the opposite sign.
+                        let (partner, rot_sign) = if i < d / 2 {
+                            (i + d / 2, -1.0)
+                        } else {
+                            (i - d / 2, 1.0)
+                        };
+                        let sin_at = if transpose { partner } else { i };
+                        expect[o + i] = x[o + i] as f64 * cos[r * d + i] as f64
+                            + sign * rot_sign * x[o + partner] as f64 * sin[r * d + sin_at] as f64;
+                    }
+                }
+            }
+            close(&y, &expect, 1e-5);
+        }
+    }
+
+    #[test]
     fn rope_transpose_is_the_adjoint_and_undoes_the_rotation() {
         let (rows, heads, d) = (5, 3, 8);
         let x = data(rows * heads * d, 7);
@@ -487,8 +597,15 @@ mod tests {
 
     #[test]
     fn masked_softmax_and_its_gradient_match_f64() {
-        // 2 batch rows, 2 kv heads x 2 groups, 3 queries, 5 keys.
-        let (b, heads, q, t) = (2, 4, 3, 5);
+        // 2 batch rows, 2 kv heads x 2 groups, 3 queries; 5 keys (one rayon task) and 4099 keys (4 rows
+        // per task, so the mask rows of later tasks are looked up from their own first row).
+        for t in [5, 4099] {
+            check_masked_softmax(t);
+        }
+    }
+
+    fn check_masked_softmax(t: usize) {
+        let (b, heads, q) = (2, 4, 3);
         let rows = ScoreRows {
             per_batch: heads * q,
             queries: q,
