@@ -27,6 +27,12 @@ use anyhow::{Result, bail};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
+/// Defaults of `ia2 data train-sets` (the seed's), shared by the options and [`TrainSetsArgs::new`].
+const DEFAULT_NUM_RUNS: u32 = 5;
+const DEFAULT_MAX_ICL_DEMOS: usize = 48;
+const DEFAULT_NUM_DEV_EXAMPLES: usize = 48;
+const DEFAULT_NUM_SHUFFLES: usize = 5;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainSetsArgs {
     /// Dataset name: reads `<data-dir>/<dataset>/main.json`.
@@ -36,19 +42,19 @@ pub struct TrainSetsArgs {
     #[arg(long, num_args = 1.., required = true)]
     pub num_train_examples: Vec<usize>,
     /// Number of runs; run r uses seed r.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_NUM_RUNS)]
     pub num_runs: u32,
     /// Cap on demos per example (also capped at N-1).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = DEFAULT_MAX_ICL_DEMOS)]
     pub max_icl_demos: usize,
     /// Cap on dev examples (also capped at N/2).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = DEFAULT_NUM_DEV_EXAMPLES)]
     pub num_dev_examples: usize,
     /// Name files `shuffled_{K}_{N}_{run}.json` (demos are re-shuffled K times at training time).
     #[arg(long)]
     pub shuffle_demos: bool,
     /// K for `--shuffle-demos`.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_NUM_SHUFFLES)]
     pub num_shuffles: usize,
     /// One shared demo list drawn from the remaining pool; files go to `train_fixed/`.
     #[arg(long)]
@@ -62,6 +68,27 @@ pub struct TrainSetsArgs {
 }
 
 impl TrainSetsArgs {
+    /// The options `ia2 data train-sets --dataset D --num-train-examples N... --data-dir DIR` runs with:
+    /// every other option at its default (`num_runs` 5, unique unshuffled demos, no `--force`).
+    pub fn new(
+        dataset: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        num_train_examples: Vec<usize>,
+    ) -> TrainSetsArgs {
+        TrainSetsArgs {
+            dataset: dataset.into(),
+            num_train_examples,
+            num_runs: DEFAULT_NUM_RUNS,
+            max_icl_demos: DEFAULT_MAX_ICL_DEMOS,
+            num_dev_examples: DEFAULT_NUM_DEV_EXAMPLES,
+            shuffle_demos: false,
+            num_shuffles: DEFAULT_NUM_SHUFFLES,
+            fixed_demos: false,
+            data_dir: data_dir.into(),
+            force: false,
+        }
+    }
+
     /// Output path of one (N, run) file.
     pub fn output_path(&self, n: usize, run: u32) -> PathBuf {
         train_file_path(
@@ -230,4 +257,33 @@ pub fn run(args: TrainSetsArgs) -> Result<()> {
         args.dataset
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainSetsArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainSetsArgs,
+    }
+
+    #[test]
+    fn new_equals_the_command_line_defaults() {
+        let parsed = Cli::parse_from([
+            "ia2",
+            "--dataset",
+            "sst2",
+            "--num-train-examples",
+            "4",
+            "8",
+            "--data-dir",
+            "somewhere",
+        ])
+        .args;
+        let built = TrainSetsArgs::new("sst2", "somewhere", vec![4, 8]);
+        assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+    }
 }

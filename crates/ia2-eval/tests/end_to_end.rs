@@ -85,16 +85,8 @@ fn fixture() -> Fixture {
         &serde_json::to_value(&toy).unwrap(),
     );
     ia2_data::train_sets::run(TrainSetsArgs {
-        dataset: "sst2".into(),
-        num_train_examples: vec![4],
         num_runs: 1,
-        max_icl_demos: 48,
-        num_dev_examples: 48,
-        shuffle_demos: false,
-        num_shuffles: 5,
-        fixed_demos: false,
-        data_dir: data.clone(),
-        force: false,
+        ..TrainSetsArgs::new("sst2", data.clone(), vec![4])
     })
     .unwrap();
 

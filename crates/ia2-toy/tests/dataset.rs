@@ -69,16 +69,8 @@ fn the_dataset_is_one_held_out_task_in_the_seed_schema() {
     let m2: MainFile = serde_json::from_slice(&std::fs::read(again).unwrap()).unwrap();
     assert_eq!(m2.train_examples, main.train_examples);
     let args = TrainSetsArgs {
-        dataset: "toy".into(),
-        num_train_examples: vec![4],
         num_runs: 1,
-        max_icl_demos: 48,
-        num_dev_examples: 48,
-        shuffle_demos: false,
-        num_shuffles: 5,
-        fixed_demos: false,
-        data_dir: dir.path().to_path_buf(),
-        force: false,
+        ..TrainSetsArgs::new("toy", dir.path(), vec![4])
     };
     let file = build_train_file(&main, &args, 4, 0).unwrap();
     assert_eq!(file.train.unwrap().examples.len(), 4);

@@ -104,16 +104,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         args.num_val_examples,
     )?;
     ia2_data::train_sets::run(TrainSetsArgs {
-        dataset: DATASET.into(),
-        num_train_examples: vec![args.num_train_examples],
         num_runs: args.num_runs as u32,
-        max_icl_demos: 48,
-        num_dev_examples: 48,
-        shuffle_demos: false,
-        num_shuffles: 5,
-        fixed_demos: false,
-        data_dir: data_dir.clone(),
         force: true,
+        ..TrainSetsArgs::new(DATASET, data_dir.clone(), vec![args.num_train_examples])
     })
     .context("building the training sets")?;
 

@@ -61,16 +61,8 @@ pub fn dataset(root: &Path, name: &str, n: usize, runs: u32) -> PathBuf {
     };
     ia2_data::io::write_json_atomic(&data_dir.join(name).join("main.json"), &main).unwrap();
     ia2_data::train_sets::run(TrainSetsArgs {
-        dataset: name.into(),
-        num_train_examples: vec![n],
         num_runs: runs,
-        max_icl_demos: 48,
-        num_dev_examples: 48,
-        shuffle_demos: false,
-        num_shuffles: 5,
-        fixed_demos: false,
-        data_dir: data_dir.clone(),
-        force: false,
+        ..TrainSetsArgs::new(name, data_dir.clone(), vec![n])
     })
     .unwrap();
     data_dir
