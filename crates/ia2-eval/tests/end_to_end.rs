@@ -231,24 +231,21 @@ fn check_standard_metrics(r: &Value) {
 #[test]
 fn standard_mode_both_modes_resumable() {
     let fx = fixture();
-    let a = args(
-        &fx,
-        &[
-            "--model-types",
-            "base",
-            "tok",
-            "prompt-act",
-            "--eval-datasets",
-            "sst2",
-            "toy",
-            "--icl-source-datasets",
-            "sst2",
-            "--num-gen-tokens-eval",
-            "4",
-            "--batch-size",
-            "4",
-        ],
-    );
+    // The evaluations of this test: 3 model types on 2 datasets, demos from sst2, T = 4.
+    const EVALS: [&str; 11] = [
+        "--model-types",
+        "base",
+        "tok",
+        "prompt-act",
+        "--eval-datasets",
+        "sst2",
+        "toy",
+        "--icl-source-datasets",
+        "sst2",
+        "--num-gen-tokens-eval",
+        "4",
+    ];
+    let a = args(&fx, &[&EVALS[..], &["--batch-size", "4"]].concat());
     let s = ia2_eval::run(&a).unwrap();
     assert_eq!((s.evaluated, s.skipped, s.failed), (6, 0, 0), "{s}");
     let summary_file = s.path.clone().unwrap();
@@ -339,24 +336,7 @@ fn standard_mode_both_modes_resumable() {
     // A truncated result and a stray temporary never count as finished.
     std::fs::write(&lora, &before[..before.len() / 2]).unwrap();
     std::fs::write(lora.with_file_name(".partial.json.123.tmp"), b"{").unwrap();
-    let dry = ia2_eval::run(&args(
-        &fx,
-        &[
-            "--model-types",
-            "base",
-            "tok",
-            "prompt-act",
-            "--eval-datasets",
-            "sst2",
-            "toy",
-            "--icl-source-datasets",
-            "sst2",
-            "--num-gen-tokens-eval",
-            "4",
-            "--dry-run",
-        ],
-    ))
-    .unwrap();
+    let dry = ia2_eval::run(&args(&fx, &[&EVALS[..], &["--dry-run"]].concat())).unwrap();
     assert_eq!(dry.skipped, 5);
     assert_eq!(
         dry.entries.iter().filter(|e| e.status == "planned").count(),

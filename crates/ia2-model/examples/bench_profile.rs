@@ -1,5 +1,5 @@
 //! Profiling driver for `perf record`: runs one phase of the benchmark in a loop.
-//! `bench_profile train|forward|decode [iterations]`.
+//! `bench_profile train|forward|decode|greedy [iterations]`.
 
 use anyhow::{Context, Result};
 use burn::tensor::activation::log_softmax;
@@ -13,13 +13,11 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
-    if std::env::var_os("IN_POOL").is_some() {
-        return rayon::ThreadPoolBuilder::new().build()?.install(real_main);
-    }
-    real_main()
+    // On a worker of the pool, as the `ia2` binary runs its commands.
+    rayon::ThreadPoolBuilder::new().build()?.install(run)
 }
 
-fn real_main() -> Result<()> {
+fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let phase = args.next().unwrap_or_else(|| "train".into());
     let iters: usize = args.next().map_or(Ok(10), |s| s.parse())?;
