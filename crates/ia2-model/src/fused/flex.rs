@@ -10,12 +10,18 @@ use burn_flex::FlexTensor;
 use burn_flex::ops::matmul::matmul;
 use std::borrow::Cow;
 
-/// The elements of an f32 tensor in row-major order (borrowed when already contiguous).
+/// The elements of an f32 tensor in row-major order: borrowed when already contiguous (the usual case),
+/// else one contiguous copy (the gradient of a transposed view, say), taken over without a second copy.
 fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     assert_eq!(t.dtype(), DType::F32, "fused ops compute in f32");
     match t.as_slice::<f32>() {
         Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap().to_vec()),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("a contiguous f32 tensor converts to its values"),
+        ),
     }
 }
 
