@@ -19,17 +19,7 @@ impl Draws {
     }
 
     fn normal(&mut self, n: usize, std: f64) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n + 1);
-        while out.len() < n {
-            let u1 = 1.0 - self.0.random(); // (0, 1]
-            let u2 = self.0.random();
-            let rad = (-2.0 * u1.ln()).sqrt();
-            let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
-            out.push((rad * c * std) as f32);
-            out.push((rad * s * std) as f32);
-        }
-        out.truncate(n);
-        out
+        self.0.normal_pairs(n, std)
     }
 }
 

@@ -133,6 +133,16 @@ fn load_pool(
 }
 
 pub fn run(args: EvalDemosArgs) -> Result<()> {
+    if args.num_train_examples.contains(&0) {
+        bail!("--num-train-examples must be at least 1 (got 0)");
+    }
+    if !(1..=crate::train_sets::MAX_RUNS).contains(&args.num_runs) {
+        bail!(
+            "--num-runs must be between 1 and {} (got {})",
+            crate::train_sets::MAX_RUNS,
+            args.num_runs
+        );
+    }
     let eval_main = load_main(&args.data_dir, &args.eval_dataset)?;
     let source_main = load_main(&args.data_dir, &args.icl_source)?;
     if source_main.train_examples.is_empty() {

@@ -70,14 +70,15 @@ pub fn ldr_file_path(
 
 fn check_sizes(name: &str, pool_len: usize, n: usize, m: usize, k: usize) -> Result<()> {
     if n == 0 {
-        bail!("LDR needs at least one labelled demo (N = 0)");
+        bail!("--num-labelled: LDR needs at least one labelled demo (N = 0)");
     }
     if k == 0 {
-        bail!("LDR needs at least one demo order (K = 0)");
+        bail!("--max-permutations: LDR needs at least one demo order (K = 0)");
     }
-    if n + m > pool_len {
+    if n.saturating_add(m) > pool_len {
         bail!(
-            "N = {n} labelled + M = {m} unlabelled examples requested but dataset {name:?} has only {pool_len} train_examples"
+            "--num-labelled / --num-unlabelled: N = {n} labelled + M = {m} unlabelled examples requested but \
+             dataset {name:?} has only {pool_len} train_examples"
         );
     }
     Ok(())
@@ -132,6 +133,13 @@ pub fn build_ldr_file(
 }
 
 pub fn run(args: LdrArgs) -> Result<()> {
+    if !(1..=crate::train_sets::MAX_RUNS).contains(&args.num_runs) {
+        bail!(
+            "--num-runs must be between 1 and {} (got {})",
+            crate::train_sets::MAX_RUNS,
+            args.num_runs
+        );
+    }
     let main = load_main(&args.data_dir, &args.dataset)?;
     let mut jobs = Vec::new();
     for &n in &args.num_labelled {

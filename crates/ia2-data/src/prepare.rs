@@ -109,8 +109,7 @@ pub fn prepare(args: &PrepareArgs) -> Result<Outcome> {
 }
 
 pub fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
-    tokenizers::Tokenizer::from_file(path)
-        .map_err(|e| anyhow::anyhow!("loading tokenizer {}: {e}", path.display()))
+    ia2_hf::load_tokenizer_json(path).map_err(|e| anyhow::anyhow!("--tokenizer: {e}"))
 }
 
 /// The file written: seed-compatible `metadata` (ordered as the seed writes it, plus our extra keys),

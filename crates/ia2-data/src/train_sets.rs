@@ -214,7 +214,33 @@ pub fn build_train_file(
     })
 }
 
+impl TrainSetsArgs {
+    /// Checks the options before anything is read or written.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_train_examples.contains(&0) {
+            bail!("--num-train-examples must be at least 1 (got 0)");
+        }
+        if !(1..=MAX_RUNS).contains(&self.num_runs) {
+            bail!(
+                "--num-runs must be between 1 and {MAX_RUNS} (got {})",
+                self.num_runs
+            );
+        }
+        if self.shuffle_demos && !(1..=10_000).contains(&self.num_shuffles) {
+            bail!(
+                "--num-shuffles must be between 1 and 10000 (got {})",
+                self.num_shuffles
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The most runs `data train-sets`, `eval-demos` and `ldr` accept.
+pub const MAX_RUNS: u32 = 100_000;
+
 pub fn run(args: TrainSetsArgs) -> Result<()> {
+    args.validate()?;
     let main = load_main(&args.data_dir, &args.dataset)?;
     if main.train_examples.is_empty() {
         tracing::warn!(
@@ -231,7 +257,8 @@ pub fn run(args: TrainSetsArgs) -> Result<()> {
             .find(|&&n| n > main.train_examples.len())
     {
         bail!(
-            "N = {n} training examples requested but dataset {:?} has only {} train_examples",
+            "--num-train-examples: N = {n} training examples requested but dataset {:?} has only {} \
+             train_examples",
             args.dataset,
             main.train_examples.len()
         );

@@ -6,9 +6,7 @@ use ia2_data::show::{ShowArgs, render};
 use std::path::PathBuf;
 
 fn tokenizer_path() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/tokenizers/qwen3/tokenizer.json");
-    p.is_file().then_some(p)
+    ia2_testkit::shared_path("tokenizers/qwen3/tokenizer.json")
 }
 
 #[test]

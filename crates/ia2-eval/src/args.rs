@@ -5,7 +5,7 @@ use crate::select::{Filters, ModelType};
 use anyhow::{Result, bail, ensure};
 use clap::Parser;
 use ia2_load::ModelArgs;
-use ia2_train::TrainingMethod;
+use ia2_runs::TrainingMethod;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -220,6 +220,48 @@ impl EvalArgs {
             );
         }
         self.model_types()?;
+        // Bounded so that an absurd value is an error here, not an allocation abort later.
+        for (flag, v, max) in [
+            ("--batch-size", self.batch_size, 1usize << 20),
+            ("--top-k", self.top_k, 1 << 20),
+            ("--num-gen-tokens-eval", self.num_gen_tokens_eval.unwrap_or(1), 1 << 20),
+        ] {
+            ensure!(v <= max, "{flag} {v} is implausibly large (at most {max})");
+        }
+        for &lr in &self.lrs {
+            ensure!(
+                lr.is_finite() && lr > 0.0,
+                "--lrs: {lr} is not a positive learning rate"
+            );
+        }
+        for &w in &self.ce_loss_weights {
+            ensure!(
+                (0.0..=1.0).contains(&w),
+                "--ce-loss-weights: {w} is not in [0, 1]"
+            );
+        }
+        for &a in &self.lora_alphas {
+            ensure!(
+                a.is_finite() && a > 0.0,
+                "--lora-alphas: {a} is not a positive number"
+            );
+        }
+        for (flag, values) in [
+            ("--lora-rs", &self.lora_rs),
+            ("--num-virtual-tokens-list", &self.num_virtual_tokens_list),
+            ("--num-tokens", &self.num_tokens),
+        ] {
+            ensure!(
+                values.iter().all(|&v| v > 0),
+                "{flag}: values must be at least 1"
+            );
+        }
+        for k in &self.tokl_top_k {
+            ensure!(
+                k == "all" || k.parse::<usize>().is_ok_and(|k| k > 0),
+                "--tokl-top-k: expected `all` or a positive integer, got {k:?}"
+            );
+        }
         Ok(())
     }
 

@@ -199,14 +199,29 @@ fn measure(
 
 /// Measures evaluation throughput with and without ICL demos on the bench model (on the calling thread's
 /// rayon pool).
+impl EvalBenchArgs {
+    /// Checks the options before anything runs.
+    pub fn validate(&self) -> Result<()> {
+        for (flag, v) in [
+            ("--eval-examples", self.examples),
+            ("--eval-batch-size", self.batch_size),
+            ("--eval-gen-tokens", self.gen_tokens),
+            ("--eval-query-tokens", self.query_tokens),
+        ] {
+            ensure!(v > 0, "{flag} must be at least 1");
+            ensure!(v <= 1 << 16, "{flag} {v} is too large (at most 65536)");
+        }
+        ensure!(
+            self.demos <= 4096,
+            "--eval-demos {} is too large (at most 4096)",
+            self.demos
+        );
+        Ok(())
+    }
+}
+
 pub fn run_bench(args: &EvalBenchArgs) -> Result<EvalBenchReport> {
-    ensure!(args.examples > 0, "--eval-examples must be at least 1");
-    ensure!(args.batch_size > 0, "--eval-batch-size must be at least 1");
-    ensure!(args.gen_tokens > 0, "--eval-gen-tokens must be at least 1");
-    ensure!(
-        args.query_tokens > 0,
-        "--eval-query-tokens must be at least 1"
-    );
+    args.validate()?;
     let shape = BenchShape::new(args.size);
     let device = Device::flex();
     let weights = SyntheticWeights {

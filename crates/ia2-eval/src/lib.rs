@@ -36,4 +36,4 @@ pub mod select;
 pub use args::EvalArgs;
 pub use bench::{EvalBenchArgs, EvalBenchReport, run_bench};
 pub use fingerprint::base_model_fingerprint;
-pub use run::{Summary, SummaryEntry, plan, run};
+pub use run::{Summary, SummaryEntry, plan, run, run_with_model};

@@ -54,12 +54,7 @@ pub fn entropy(p: &[f64]) -> f64 {
 /// Confidence, entropy and uncertainty of a distribution after renormalisation: confidence = the largest
 /// renormalised probability (for top-k probabilities sorted descending, the top-1), uncertainty =
 /// `1 − confidence`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DistStats {
-    pub confidence: f64,
-    pub entropy: f64,
-    pub uncertainty: f64,
-}
+pub use ia2_runs::DistStats;
 
 /// [`DistStats`] of `p` renormalised.
 pub fn dist_stats(p: &[f64]) -> DistStats {

@@ -80,6 +80,9 @@ impl DatasetInfo {
     }
 }
 
+/// The largest `max_choices` accepted.
+pub const MAX_CHOICES: usize = 100_000;
+
 /// `max_choices` (an integer, or `"free"` / absent) and `remap_dict` (`{"0": "apple", ...}` or null values)
 /// of a `main.json` metadata block.
 fn labels_from_metadata(name: &str, metadata: &Value) -> Result<Option<Vec<String>>> {
@@ -87,6 +90,10 @@ fn labels_from_metadata(name: &str, metadata: &Value) -> Result<Option<Vec<Strin
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) if s == "free" => return Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
+            // Bounded: the labels are materialised, and no classification task has more.
+            Some(n) if n > MAX_CHOICES as u64 => bail!(
+                "{name}/main.json: metadata.max_choices {n} is implausibly large (at most {MAX_CHOICES})"
+            ),
             Some(n) if n > 0 => n as usize,
             _ => bail!(
                 "{name}/main.json: metadata.max_choices must be a positive integer or \"free\", found {n}"
@@ -156,5 +163,9 @@ mod tests {
             ])
         );
         assert!(DatasetInfo::new("x", &json!({"max_choices": -1})).is_err());
+        let e = DatasetInfo::new("x", &json!({"max_choices": 1_000_000_000_000u64}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_choices") && e.contains("implausibly large"), "{e}");
     }
 }

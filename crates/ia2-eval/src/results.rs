@@ -12,82 +12,18 @@
 //!  "status": "complete"}
 //! ```
 //! A file counts as finished only when it parses, says `"status": "complete"` and holds both modes with
-//! equally many records; anything else (a truncated file, a stray temporary) is evaluated again.
+//! `evaluation_config.num_eval_examples` records each; anything else (a truncated file, a stray temporary)
+//! is evaluated again. It is reused only when its identity matches ([`existing_result`]).
 
 use crate::metrics::{self, Agreement, DistStats, ECE_BINS};
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use serde_json::{Map, Value};
 use std::path::Path;
 
-/// One example evaluated in one mode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// `idx` of the example in its dataset.
-    pub idx: usize,
-    pub query: String,
-    /// The raw gold answer.
-    pub full_answer_text: String,
-    /// The gold answer compared with predictions (the raw answer parsed with the dataset's parser).
-    pub parsed_answer: String,
-    /// The generated text (special tokens skipped); in uncertainty mode with T = 1, the top-1 token.
-    pub full_generated_text: String,
-    /// The parsed prediction; `null` when the parser finds no answer (counted as incorrect).
-    pub generated_answer: Option<String>,
-    pub correct: bool,
-    /// Prompt length in tokens.
-    pub prompt_tokens: usize,
-    /// `eos`, `stop_string` or `max_new_tokens` (generation only).
-    pub stop_reason: Option<String>,
-    pub prob_info: Option<ProbInfo>,
-}
-
-/// Uncertainty-mode details of one record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ProbInfo {
-    NextToken(NextTokenInfo),
-    Steps(StepsInfo),
-}
-
-/// T = 1: the next-token distribution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NextTokenInfo {
-    /// The top-k tokens (decoded one by one, special tokens kept), most probable first.
-    pub top_k_tokens: Vec<String>,
-    pub top_k_ids: Vec<u32>,
-    /// Their full-softmax probabilities.
-    pub top_k_probs: Vec<f64>,
-    /// Full-softmax probability of each label's first sub-token.
-    pub label_probs: BTreeMap<String, f64>,
-    /// Top-k renormalised: confidence (top-1), entropy, uncertainty.
-    pub top1: DistStats,
-    /// Label set renormalised (no second softmax).
-    pub label: Option<DistStats>,
-    pub correct_top1: bool,
-    /// The gold label has the highest label probability (ties count as correct).
-    pub correct_label_set: Option<bool>,
-}
-
-/// T > 1: the top-k distribution of every generated token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepsInfo {
-    pub generated_text: String,
-    /// `[steps][k]` decoded tokens.
-    pub token_matrix: Vec<Vec<String>>,
-    /// `[steps][k]` full-softmax probabilities.
-    pub prob_matrix: Vec<Vec<f64>>,
-    /// Entropy of each step's renormalised top-k.
-    pub step_entropies: Vec<f64>,
-}
-
-/// The two modes' records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModeResults {
-    pub with_icl: Vec<Record>,
-    pub without_icl: Vec<Record>,
-}
+/// The records and the result file, defined with the on-disk contract in [`ia2_runs::results`].
+pub use ia2_runs::results::{
+    COMPLETE, ExistingResult, ModeResults, NextTokenInfo, ProbInfo, Record, ResultFile, StepsInfo,
+    existing_result, read_result,
+};
 
 /// Which metrics an evaluation computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,112 +215,19 @@ fn put_agreement(m: &mut Map<String, Value>, a: &Agreement) {
     );
 }
 
-/// A finished evaluation as written to disk.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResultFile {
-    pub trained_model_params: Value,
-    pub evaluation_config: Value,
-    pub metrics: Map<String, Value>,
-    pub results: ModeResults,
-    /// Always `"complete"`: files are written only once the evaluation has finished.
-    pub status: String,
-}
-
-/// `"complete"`.
-pub const COMPLETE: &str = "complete";
-
-/// What is at a result path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Existing {
-    /// Nothing.
-    Missing,
-    /// A finished evaluation of the current input files.
-    Finished,
-    /// A finished evaluation of other input files (the reason names the file that changed).
-    Stale(String),
-    /// An unreadable or incomplete file.
-    Incomplete,
-}
-
-/// Whether `path` holds a finished evaluation (see the module notes).
+/// Whether `path` holds a finished evaluation (see the module notes): it parses, is complete and holds
+/// `evaluation_config.num_eval_examples` records in both modes.
 pub fn is_finished(path: &Path) -> bool {
-    existing(path, &[]) == Existing::Finished
+    read_result(path).is_ok_and(|f| f.incomplete_reason().is_none())
 }
 
-/// What `path` holds; a finished result whose recorded checksum of one of `inputs` (matched by role)
-/// differs from the current one is stale.
-pub fn existing(path: &Path, inputs: &[crate::prompts::DataFile]) -> Existing {
-    if !path.exists() {
-        return Existing::Missing;
-    }
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Existing::Incomplete;
-    };
-    let Ok(v) = serde_json::from_str::<Value>(&text) else {
-        return Existing::Incomplete;
-    };
-    let complete = v.get("status").and_then(Value::as_str) == Some(COMPLETE)
-        && v.get("metrics").is_some_and(Value::is_object)
-        && match (
-            v.pointer("/results/with_icl").and_then(Value::as_array),
-            v.pointer("/results/without_icl").and_then(Value::as_array),
-        ) {
-            (Some(w), Some(o)) => !w.is_empty() && w.len() == o.len(),
-            _ => false,
-        };
-    if !complete {
-        return Existing::Incomplete;
-    }
-    let recorded = v
-        .pointer("/evaluation_config/data_files")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for input in inputs {
-        let old = recorded
-            .iter()
-            .find(|d| d.get("role").and_then(Value::as_str) == Some(input.role.as_str()))
-            .and_then(|d| d.get("sha256").and_then(Value::as_str));
-        if old != Some(input.sha256.as_str()) {
-            return Existing::Stale(format!("{} ({}) changed", input.path, input.role));
-        }
-    }
-    Existing::Finished
-}
-
-pub use ia2_data::io::write_atomic;
-
-/// Writes a result file atomically.
-pub fn write_result(path: &Path, file: &ResultFile) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(file).context("serializing the result")?;
-    text.push('\n');
-    write_atomic(path, text.as_bytes())
-}
-
-/// The headline metrics shown in summaries.
-pub fn headline(metrics: &Map<String, Value>) -> Value {
-    let keys = [
-        "with_icl_accuracy",
-        "without_icl_accuracy",
-        "accuracy_delta",
-        "with_icl_accuracy_label_set",
-        "without_icl_accuracy_label_set",
-        "agreement_rate",
-        "with_icl_ece_top1",
-        "without_icl_ece_top1",
-    ];
-    let mut m = Map::new();
-    for k in keys {
-        if let Some(v) = metrics.get(k) {
-            m.insert(k.to_string(), v.clone());
-        }
-    }
-    json!(m)
-}
+pub use ia2_runs::results::{headline, write_result};
+pub use ia2_runs::write_atomic;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn rec(answer: Option<&str>, gold: &str) -> Record {
         Record {
@@ -438,7 +281,7 @@ mod tests {
         assert!(!is_finished(&p));
         let file = ResultFile {
             trained_model_params: json!({}),
-            evaluation_config: json!({}),
+            evaluation_config: json!({"num_eval_examples": 1}),
             metrics: Map::new(),
             results: ModeResults {
                 with_icl: vec![rec(Some("1"), "1")],

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail, ensure};
 use ia2_hf::Tokenizer;
 use ia2_load::{LoadedModel, WeightDtype};
 use ia2_model::{Adapter, Decoder, GenerateOptions, StopReason};
-use ia2_train::AdapterKind;
+use ia2_runs::AdapterKind;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -63,6 +63,9 @@ pub struct Task {
     /// Generated tokens T.
     pub gen_tokens: usize,
     pub path: PathBuf,
+    /// Everything that determines the result (see [`identity_inputs`]); its sha256 is the evaluation's
+    /// identity, recorded in the result and required to match for the result to be reused.
+    pub identity_inputs: Value,
 }
 
 impl Task {
@@ -183,22 +186,7 @@ pub struct Plan {
     pub passed_over: Vec<String>,
 }
 
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-+=".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// The result file of one evaluation. Its name encodes every setting that changes the result: the model
-/// (the run directory's name, unique among its method and dataset, or the base model's name), the
-/// evaluation dataset, the demo source, D, N, the run, T, k in uncertainty mode, the example limit and
-/// a non-f32 weight dtype; the directory encodes the model type, uncertainty mode and trained dataset.
+/// The result file of one evaluation ([`ia2_runs::layout::result_path`]).
 pub fn result_path(
     args: &EvalArgs,
     model_name: &str,
@@ -206,39 +194,72 @@ pub fn result_path(
     demo: &DemoPlan,
     gen_tokens: usize,
 ) -> PathBuf {
-    let mut dir = args.outputs_dir.join("evaluations");
-    let suffix = if args.uncertainty_analysis {
-        "_uncertainty"
-    } else {
-        ""
+    let dtype = format!("{:?}", args.model.dtype).to_lowercase();
+    let subject = match subject {
+        Subject::Base => ia2_runs::ResultSubject::Base { model_name },
+        Subject::Adapter(a) => ia2_runs::ResultSubject::Adapter {
+            method: a.method,
+            trained_dataset: &a.trained_dataset,
+            run_name: &a.name,
+        },
     };
-    let (group, who) = match subject {
-        Subject::Base => (
-            demo.eval_dataset.clone(),
-            format!("{}_base", sanitize(model_name)),
-        ),
-        Subject::Adapter(a) => (a.trained_dataset.clone(), sanitize(&a.name)),
+    ia2_runs::result_path(
+        &args.outputs_dir,
+        &ia2_runs::ResultName {
+            subject,
+            eval_dataset: &demo.eval_dataset,
+            icl_source: &demo.icl_source,
+            demos: demo.demos,
+            n: demo.n,
+            run: demo.run as usize,
+            gen_tokens,
+            uncertainty_top_k: args.uncertainty_analysis.then_some(args.top_k),
+            max_eval_examples: args.max_eval_examples,
+            dtype_suffix: (args.model.dtype != WeightDtype::F32).then_some(dtype.as_str()),
+        },
+    )
+}
+
+/// Everything that determines an evaluation's result: the code version, the base model's fingerprint and
+/// dtype, the adapter's identity and weights checksum, the evaluation's settings and the checksums of its
+/// input data files.
+pub fn identity_inputs(
+    args: &EvalArgs,
+    fingerprint: &str,
+    subject: &Subject,
+    demo: &DemoPlan,
+    gen_tokens: usize,
+) -> Result<Value> {
+    let adapter = match subject {
+        Subject::Base => Value::Null,
+        Subject::Adapter(a) => json!({
+            "identity": a.config.identity,
+            "weights_sha256": ia2_runs::file_sha256_cached(&a.dir.join(ia2_runs::layout::ADAPTER_WEIGHTS_FILE))?,
+        }),
     };
-    dir = dir
-        .join(format!("{}{suffix}", subject.model_type()))
-        .join(group);
-    let mut stem = format!(
-        "{who}__{}_from_{}_d{}_N{}_run{}_T{gen_tokens}",
-        demo.eval_dataset, demo.icl_source, demo.demos, demo.n, demo.run
-    );
-    if args.uncertainty_analysis {
-        stem.push_str(&format!("_k{}", args.top_k));
-    }
-    if let Some(k) = args.max_eval_examples {
-        stem.push_str(&format!("_first{k}"));
-    }
-    if args.model.dtype != WeightDtype::F32 {
-        stem.push_str(&format!(
-            "_{}",
-            format!("{:?}", args.model.dtype).to_lowercase()
-        ));
-    }
-    dir.join(format!("{stem}.json"))
+    let mut files: Vec<(String, String)> = demo
+        .inputs
+        .iter()
+        .map(|d| (d.role.clone(), d.sha256.clone()))
+        .collect();
+    files.sort();
+    Ok(json!({
+        "code_version": ia2_runs::CODE_VERSION,
+        "base_model_fingerprint": fingerprint,
+        "dtype": format!("{:?}", args.model.dtype).to_lowercase(),
+        "adapter": adapter,
+        "model_type": subject.model_type(),
+        "eval_dataset": demo.eval_dataset,
+        "icl_source": demo.icl_source,
+        "icl_max_demos": demo.demos,
+        "num_train_examples": demo.n,
+        "run_idx": demo.run,
+        "num_generated_tokens_eval": gen_tokens,
+        "uncertainty_analysis": args.uncertainty_analysis,
+        "top_k": args.uncertainty_analysis.then_some(args.top_k),
+        "max_eval_examples": args.max_eval_examples,
+        "data_files": files.into_iter().map(|(role, sha)| json!({"role": role, "sha256": sha})).collect::<Vec<_>>(),
+    }))
 }
 
 /// Selects the adapters of this invocation (see [`select`]).
@@ -374,11 +395,14 @@ pub fn plan(args: &EvalArgs) -> Result<Plan> {
                 let path = result_path(args, &model_name, subject, &demo, gen_tokens);
                 // Two requested counts capped to the same D are one evaluation.
                 if paths.insert(path.clone()) {
+                    let identity_inputs =
+                        identity_inputs(args, &fingerprint, subject, &demo, gen_tokens)?;
                     tasks.push(Task {
                         subject: subject.clone(),
                         demo,
                         gen_tokens,
                         path,
+                        identity_inputs,
                     });
                 }
             }
@@ -506,6 +530,20 @@ fn headline_of(path: &Path) -> Option<Value> {
 /// Runs `ia2 eval`: every planned evaluation not finished yet, then the summary file
 /// `{outputs}/evaluation_summaries/eval_{UTC time}_{pid}.json`.
 pub fn run(args: &EvalArgs) -> Result<Summary> {
+    run_impl(args, None)
+}
+
+/// [`run`] with the base model already loaded by the caller (e.g. `ia2 sweep`'s workers, which load a model
+/// once for many evaluations). `loaded` must be the model `args.model` names, without an adapter.
+pub fn run_with_model(args: &EvalArgs, loaded: &LoadedModel) -> Result<Summary> {
+    ensure!(
+        loaded.adapter.is_none(),
+        "the preloaded base model must not carry an adapter"
+    );
+    run_impl(args, Some(loaded))
+}
+
+fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary> {
     let started = Instant::now();
     let started_at = now_secs();
     if args.eval_with_icl {
@@ -515,29 +553,49 @@ pub fn run(args: &EvalArgs) -> Result<Summary> {
     ensure!(!plan.tasks.is_empty(), "nothing to evaluate");
     let mut entries = Vec::new();
     let mut todo = Vec::new();
+    let mut failures = Vec::new();
     for task in &plan.tasks {
         if args.overwrite {
             todo.push(task.clone());
             continue;
         }
-        match results::existing(&task.path, &task.demo.inputs) {
-            results::Existing::Finished => {
+        match results::existing_result(&task.path, &task.identity_inputs) {
+            results::ExistingResult::Same => {
                 entries.push(entry(task, "skipped", headline_of(&task.path), None))
             }
-            results::Existing::Missing => todo.push(task.clone()),
-            results::Existing::Incomplete => {
+            results::ExistingResult::Missing => todo.push(task.clone()),
+            results::ExistingResult::Incomplete(why) => {
                 warn!(
-                    "{} is not a finished evaluation (unreadable or incomplete): evaluating again",
+                    "{} is not a finished evaluation ({why}): evaluating again",
                     task.path.display()
                 );
                 todo.push(task.clone());
             }
-            results::Existing::Stale(why) => {
-                warn!(
-                    "{} was computed from other data ({why}): evaluating again",
-                    task.path.display()
-                );
-                todo.push(task.clone());
+            results::ExistingResult::Different(differences) => {
+                // Changed input data (or a result written before identities existed): the old result is
+                // outdated and replaced. Anything else (another base model or adapter of the same name,
+                // other settings) is a result worth keeping: replacing it needs --overwrite.
+                let outdated = differences
+                    .iter()
+                    .all(|d| d.starts_with("data_files") || d.starts_with("code_version"))
+                    || differences.iter().any(|d| d.starts_with("code_version: (absent)"));
+                if outdated {
+                    warn!(
+                        "{} was computed from other data or code ({}): evaluating again",
+                        task.path.display(),
+                        differences.join("; ")
+                    );
+                    todo.push(task.clone());
+                } else {
+                    let msg = ia2_runs::identity::mismatch_message(
+                        "evaluation",
+                        &task.path,
+                        &differences,
+                        "--overwrite",
+                    );
+                    failures.push(format!("{}: {msg}", task.label()));
+                    entries.push(entry(task, "failed", None, Some(msg)));
+                }
             }
         }
     }
@@ -552,19 +610,33 @@ pub fn run(args: &EvalArgs) -> Result<Summary> {
         return Ok(Summary {
             path: None,
             evaluated: 0,
-            skipped: plan.tasks.len() - todo.len(),
-            failed: 0,
+            skipped: entries.iter().filter(|e| e.status == "skipped").count(),
+            failed: failures.len(),
             elapsed_s: started.elapsed().as_secs_f64(),
             entries,
         });
     }
-    let mut failures = Vec::new();
     if !todo.is_empty() {
         let mut base_args = args.model.clone();
         base_args.adapter = None;
         base_args.merge_adapter = false;
-        let loaded = base_args.load()?;
-        let mut runner = Runner::new(args, &plan, &loaded);
+        let owned;
+        let loaded = match preloaded {
+            Some(m) => {
+                ensure!(
+                    m.dir == plan.model_dir,
+                    "the preloaded model {} is not the evaluated {}",
+                    m.dir.display(),
+                    plan.model_dir.display()
+                );
+                m
+            }
+            None => {
+                owned = base_args.load()?;
+                &owned
+            }
+        };
+        let mut runner = Runner::new(args, &plan, loaded);
         let mut store = DataStore::new(&args.data_dir);
         // Base first, then one adapter at a time (each loaded and merged once for all its evaluations).
         let mut order: Vec<String> = Vec::new();
@@ -807,6 +879,15 @@ impl<'a> Runner<'a> {
         task: &Task,
         store: &mut DataStore,
     ) -> Result<Map<String, Value>> {
+        // One writer per result: a concurrent evaluation of the same task waits, then reuses the result.
+        let _lock = ia2_runs::Lock::acquire(&task.path, ia2_runs::Wait::Block)?;
+        if !self.args.overwrite
+            && results::existing_result(&task.path, &task.identity_inputs)
+                == results::ExistingResult::Same
+        {
+            info!("{} was finished by another process meanwhile", task.path.display());
+            return Ok(results::read_result(&task.path)?.metrics);
+        }
         let started = Instant::now();
         let started_at = now_secs();
         let set = store
@@ -980,6 +1061,8 @@ impl<'a> Runner<'a> {
                 "without_icl_reused": memoized,
             },
             "ia2_version": env!("CARGO_PKG_VERSION"),
+            "identity": ia2_runs::identity_of(&task.identity_inputs),
+            "identity_inputs": task.identity_inputs,
         })
     }
 

@@ -274,6 +274,25 @@ impl ModelConfig {
                 return Err(err(field, "must be > 0".into()));
             }
         }
+        // Sanity limits, far above any real model, so that an absurd value is an error here instead of an
+        // allocation abort later (the weights are checked against the configuration when a model is opened).
+        for (field, v, max) in [
+            ("vocab_size", self.vocab_size, 1usize << 24),
+            ("hidden_size", self.hidden_size, 1 << 18),
+            ("intermediate_size", self.intermediate_size, 1 << 20),
+            ("num_hidden_layers", self.num_hidden_layers, 4096),
+            ("num_attention_heads", self.num_attention_heads, 4096),
+            ("num_key_value_heads", self.num_key_value_heads, 4096),
+            ("head_dim", self.head_dim, 1 << 14),
+            ("max_position_embeddings", self.max_position_embeddings, 1 << 26),
+        ] {
+            if v > max {
+                return Err(err(
+                    field,
+                    format!("{v} is implausibly large (at most {max} accepted)"),
+                ));
+            }
+        }
         if !self
             .num_attention_heads
             .is_multiple_of(self.num_key_value_heads)
@@ -601,6 +620,73 @@ fn parse_rope(f: &Fields<'_>) -> Result<(f64, RopeScaling)> {
 }
 
 impl ModelConfig {
+    /// Checks the configuration against the checkpoint's tensors before anything is allocated from it:
+    /// `model.embed_tokens.weight` is `[vocab_size, hidden_size]`, the layers `0..num_hidden_layers` exist
+    /// and no layer beyond them (the error names config.json's field and the weights file).
+    pub fn check_weights(&self, config_path: &Path, weights: &crate::Weights) -> Result<()> {
+        let err = |field: &str, msg: String| config_err(config_path, field, msg);
+        let embed = "model.embed_tokens.weight";
+        let files = || {
+            weights
+                .files()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Ok(shape) = weights.shape(embed) {
+            if shape.len() != 2 || shape[0] != self.vocab_size {
+                return Err(err(
+                    "vocab_size",
+                    format!(
+                        "{} does not match the weights: {embed} has shape {shape:?} in {}",
+                        self.vocab_size,
+                        files()
+                    ),
+                ));
+            }
+            if shape[1] != self.hidden_size {
+                return Err(err(
+                    "hidden_size",
+                    format!(
+                        "{} does not match the weights: {embed} has shape {shape:?} in {}",
+                        self.hidden_size,
+                        files()
+                    ),
+                ));
+            }
+        }
+        let layer_present = |l: usize| {
+            let p = format!("model.layers.{l}.input_layernorm.weight");
+            weights.contains(&p)
+        };
+        if !layer_present(self.num_hidden_layers - 1) {
+            // Count what is there (bounded by the validated maximum).
+            let found = (0..self.num_hidden_layers.min(4096))
+                .take_while(|&l| layer_present(l))
+                .count();
+            return Err(err(
+                "num_hidden_layers",
+                format!(
+                    "{} does not match the weights: {} holds {found} layers",
+                    self.num_hidden_layers,
+                    files()
+                ),
+            ));
+        }
+        if layer_present(self.num_hidden_layers) {
+            return Err(err(
+                "num_hidden_layers",
+                format!(
+                    "{} does not match the weights: {} holds more layers",
+                    self.num_hidden_layers,
+                    files()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The tensor names a Hugging Face checkpoint of this configuration holds
     /// (`model.embed_tokens.weight`, per-layer attention/MLP/norm weights and biases,
     /// `model.norm.weight`, and `lm_head.weight` unless embeddings are tied).

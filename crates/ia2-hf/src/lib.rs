@@ -17,13 +17,15 @@ mod config;
 mod error;
 mod json;
 mod resolve;
+mod stop;
 mod tokenizer;
 mod weights;
 
 pub use config::{Arch, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use resolve::{HubOptions, ModelSource, default_cache_dir, repo_cache_dir, resolve_with};
-pub use tokenizer::{GenerationConfig, SpecialTokens, TokenIds, Tokenizer};
+pub use stop::StopStrings;
+pub use tokenizer::{GenerationConfig, SpecialTokens, TokenIds, Tokenizer, load_tokenizer_json};
 pub use weights::{
     Dtype, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, TensorToWrite, TensorView, Weights,
     save_safetensors, save_safetensors_f32,
@@ -52,6 +54,7 @@ impl HfModelDir {
         let path = dir.as_ref().to_path_buf();
         let config = ModelConfig::from_dir(&path)?;
         let weights = Weights::open(&path)?;
+        config.check_weights(&path.join("config.json"), &weights)?;
         let tokenizer = Tokenizer::from_dir(&path)?;
         let generation = GenerationConfig::load(&path, &config, Some(&tokenizer))?;
         Ok(Self {

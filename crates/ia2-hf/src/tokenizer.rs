@@ -33,6 +33,32 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// Loads a `tokenizer.json` with the `tokenizers` crate, never panicking: the file must parse as JSON first
+/// (a truncated or garbled file is reported with its line and column), and a panic inside the crate (it
+/// panics on some well-formed but invalid files) is caught and reported as an error naming the file.
+pub fn load_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let err = |message: String| Error::Tokenizer {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        return Err(err(format!("not valid JSON (truncated or corrupt?): {e}")));
+    }
+    match std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&bytes)) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(err(format!("cannot load: {e}"))),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(err(format!("invalid tokenizer file (the tokenizers crate panicked: {what})")))
+        }
+    }
+}
+
 impl Tokenizer {
     /// Loads `dir/tokenizer.json` and, if present, `dir/tokenizer_config.json`.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
@@ -55,10 +81,7 @@ impl Tokenizer {
     /// Loads a `tokenizer.json` alone (no special-token names).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
-            path: path.to_path_buf(),
-            message: format!("cannot load: {e}"),
-        })?;
+        let inner = load_tokenizer_json(path)?;
         Ok(Self {
             inner,
             special: SpecialTokens::default(),
@@ -181,6 +204,14 @@ pub struct TokenIds {
 }
 
 impl GenerationConfig {
+    /// The padding id to use: `pad_token_id`, else the first EOS id, else 0 (one fallback for every
+    /// command; padding never reaches a real position).
+    pub fn pad_id(&self) -> u32 {
+        self.pad_token_id
+            .or(self.eos_token_ids.first().copied())
+            .unwrap_or(0)
+    }
+
     /// Merges sources field by field with priority generation_config.json > config.json >
     /// tokenizer_config.json; then `pad` falls back to the first EOS id.
     pub fn merge(generation: &TokenIds, config: &TokenIds, tokenizer: &TokenIds) -> Self {

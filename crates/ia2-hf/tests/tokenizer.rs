@@ -254,3 +254,69 @@ fn generation_config_from_fixtures() {
         "{e}"
     );
 }
+
+/// A truncated or garbled tokenizer.json is an error naming the file, never a panic inside the tokenizers
+/// crate (which used to exit with 101).
+#[test]
+fn truncated_tokenizer_is_an_error_not_a_panic() {
+    let Some(fixture) = common::fixture_model("qwen3-tiny") else {
+        return;
+    };
+    let full = std::fs::read(fixture.join("tokenizer.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    for cut in [1, 10, full.len() / 3, full.len() / 2, full.len() - 2] {
+        std::fs::write(&path, &full[..cut]).unwrap();
+        let got = std::panic::catch_unwind(|| Tokenizer::from_dir(dir.path()));
+        let e = got
+            .unwrap_or_else(|_| panic!("cut at {cut}: panicked"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tokenizer.json") && e.contains("not valid JSON"),
+            "cut at {cut}: {e}"
+        );
+    }
+    // Valid JSON, wrong structure.
+    std::fs::write(&path, r#"{"model": {"type": "BPE", "vocab": 3}}"#).unwrap();
+    let e = Tokenizer::from_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("tokenizer.json"), "{e}");
+}
+
+/// The incremental stop-string check stops at the same token as decoding the whole continuation every
+/// step, on byte-level BPE text with multi-byte characters, spaces and newlines.
+#[test]
+fn incremental_stop_strings_agree_with_full_decoding() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let dir = shared.join("tokenizers/qwen3");
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let texts = [
+        "Label: positive\n\nText: next",
+        "naïve café — ünïcödé 東京タワー\n\nQ:",
+        "x\n \n\n",
+        "The answer is 42.\n\nQuestion: 7?",
+        "no stop here at all, only words and 😀 emoji",
+        "Label:<|endoftext|> after\n\n",
+    ];
+    let stops = vec!["\n\n".to_string(), "Q:".to_string(), "😀".to_string()];
+    for text in texts {
+        let ids = tok.encode(text, false).unwrap();
+        let mut inc = ia2_hf::StopStrings::new(&stops, 2);
+        let mut want = None;
+        let mut got = None;
+        for n in 1..=ids.len() {
+            let full = tok.decode(&ids[..n], true).unwrap();
+            if want.is_none() && stops.iter().any(|s| full.contains(s.as_str())) {
+                want = Some(n);
+            }
+            // Row 1, so that rows are independent.
+            if got.is_none() && inc.reached(&tok, 1, &ids[..n]).unwrap() {
+                got = Some(n);
+            }
+        }
+        assert_eq!(got, want, "{text:?}");
+    }
+    assert!(ia2_hf::StopStrings::new(&[String::new()], 1).is_empty());
+}

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use burn::tensor::{DType, Device};
 use ia2_hf::{GenerationConfig, HfModelDir, ModelSource, Tokenizer};
 use ia2_model::{Adapter, Decoder, builtin};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tracing::info;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -101,13 +101,20 @@ impl ModelArgs {
         self.model_id.clone().unwrap_or_else(|| self.model.clone())
     }
 
-    /// Short model name as the seed records it: the last path component of the id (`Qwen3-4B-Base`).
+    /// Short model name as the seed records it: the last path component of the id (`Qwen3-4B-Base`). For a
+    /// local directory it is the last component of its canonical path, so `--model .`, `--model ./` and
+    /// `--model ../x/` name the directory itself (never `.`, `..` or an empty name, which would make hidden
+    /// or misplaced run directories).
     pub fn model_name(&self) -> String {
         let arg = self.model_arg();
+        if self.model_id.is_none() && !arg.starts_with("builtin:") {
+            return local_model_name(Path::new(&arg));
+        }
         let arg = arg.strip_prefix("builtin:").unwrap_or(&arg);
         arg.trim_end_matches('/')
             .rsplit('/')
             .next()
+            .filter(|s| !s.is_empty())
             .unwrap_or(arg)
             .to_string()
     }
@@ -170,5 +177,69 @@ impl ModelArgs {
             description,
             dir,
         })
+    }
+}
+
+/// The name of a local model directory: the last component of its canonical path (or, when it cannot be
+/// resolved, of its lexically normalised absolute path); `model` when there is none (the root directory).
+pub fn local_model_name(dir: &Path) -> String {
+    let resolved = std::fs::canonicalize(dir)
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf());
+    let mut parts: Vec<String> = Vec::new();
+    for c in resolved.components() {
+        match c {
+            std::path::Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    parts.pop().unwrap_or_else(|| "model".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(model: &str) -> ModelArgs {
+        ModelArgs {
+            model: model.into(),
+            model_id: None,
+            revision: None,
+            dtype: WeightDtype::F32,
+            adapter: None,
+            merge_adapter: false,
+            device: "cpu".into(),
+        }
+    }
+
+    /// `--model .`, `./`, `../x/` and `x/.` name the directory itself, never `.`, `..` or "" (a hidden or
+    /// misplaced run directory that eval could not find).
+    #[test]
+    fn a_local_model_is_named_by_its_canonical_last_component() {
+        let tmp = tempfile::tempdir().unwrap();
+        let model = tmp.path().join("my-model");
+        let sub = model.join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        let p = |rel: &str| format!("{}/{rel}", sub.display());
+        assert_eq!(args(&p("..")).model_name(), "my-model");
+        assert_eq!(args(&p("../")).model_name(), "my-model");
+        assert_eq!(args(&p("../../my-model/")).model_name(), "my-model");
+        assert_eq!(args(&format!("{}/.", model.display())).model_name(), "my-model");
+        assert_eq!(args(&format!("{}/./", model.display())).model_name(), "my-model");
+        assert_eq!(args(&format!("{}/", model.display())).model_name(), "my-model");
+        // `.` itself: the current directory's name.
+        let cwd = std::env::current_dir().unwrap();
+        let want = cwd.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(args(".").model_name(), want);
+        assert_eq!(args("./").model_name(), want);
+        // Not existing: lexical normalisation.
+        assert_eq!(args(&p("../gone/x/..")).model_name(), "gone");
+        assert_eq!(args("builtin:tiny-qwen3").model_name(), "tiny-qwen3");
+        let mut hub = args("x");
+        hub.model_id = Some("Qwen/Qwen3-4B-Base".into());
+        assert_eq!(hub.model_name(), "Qwen3-4B-Base");
     }
 }

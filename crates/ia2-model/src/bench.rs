@@ -315,12 +315,33 @@ pub struct BenchReport {
 }
 
 /// Runs the benchmark (on the calling thread's rayon pool, or a pool of `args.threads`).
+impl BenchArgs {
+    /// Checks the options before anything runs (`ia2 bench` checks every suite's options first).
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.steps > 0, "--steps must be at least 1");
+        ensure!(self.decode_tokens > 0, "--decode-tokens must be at least 1");
+        ensure!(
+            self.decode_tokens <= 2048,
+            "--decode-tokens {} is past the benchmark model's position limit (at most 2048)",
+            self.decode_tokens
+        );
+        if let Some(n) = self.threads {
+            ensure!(n > 0, "--threads must be at least 1");
+            ensure!(n <= 4096, "--threads {n} is implausibly large (at most 4096)");
+        }
+        if let Some(path) = &self.json
+            && path.is_dir()
+        {
+            anyhow::bail!("--json {} is a directory", path.display());
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: &BenchArgs) -> Result<BenchReport> {
-    ensure!(args.steps > 0, "--steps must be at least 1");
-    ensure!(args.decode_tokens > 0, "--decode-tokens must be at least 1");
+    args.validate()?;
     let report = match args.threads {
         Some(n) => {
-            ensure!(n > 0, "--threads must be at least 1");
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build()
@@ -331,7 +352,8 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     };
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("--json: writing {}", path.display()))?;
     }
     Ok(report)
 }

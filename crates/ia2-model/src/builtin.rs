@@ -95,7 +95,7 @@ fn write_model(config: &ModelConfig, dir: &Path) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut normal = |shape: Vec<usize>, name: String| {
         let n: usize = shape.iter().product();
-        let values = (0..n).map(|_| 0.05 * standard_normal(&mut rng)).collect();
+        let values = (0..n).map(|_| 0.05 * (rng.standard_normal() as f32)).collect();
         tensors.push((name, shape, values));
     };
     let (h, v) = (config.hidden_size, config.vocab_size);
@@ -147,11 +147,6 @@ fn write_model(config: &ModelConfig, dir: &Path) -> Result<()> {
     )
 }
 
-fn standard_normal(rng: &mut Generator) -> f32 {
-    // Box–Muller; 1 - u keeps the logarithm finite.
-    let (u, v) = (1.0 - rng.random(), rng.random());
-    ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
-}
 
 /// A byte-level BPE tokenizer with one token per byte (id = byte value, GPT-2's byte-to-unicode map)
 /// and no merges, plus `<|endoftext|>`: any text round-trips exactly.

@@ -187,7 +187,9 @@ impl Decoder {
             "config.json: num_hidden_layers must be at least 1"
         );
         let embed_tokens = load2("model.embed_tokens.weight", [c.vocab_size, c.hidden_size])?;
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        // Not `with_capacity(num_hidden_layers)`: the configuration is checked against the weights layer by
+        // layer below, and an absurd layer count must fail there, not abort on allocation.
+        let mut layers = Vec::new();
         for l in 0..c.num_hidden_layers {
             let p = format!("model.layers.{l}");
             let mut proj = Vec::with_capacity(Proj::ALL.len());
@@ -304,6 +306,20 @@ impl Decoder {
             _ => 0,
         };
         let total = virt + s;
+        // Positions beyond the model's limit are refused before anything is allocated for them (an eval
+        // prompt far past the limit would otherwise ask for a score matrix of its length squared).
+        let longest = (0..b)
+            .map(|row| {
+                cache.next_pos[row] + virt + batch.mask_row(row).iter().filter(|&&v| v).count()
+            })
+            .max()
+            .unwrap_or(0);
+        ensure!(
+            longest <= c.max_position_embeddings,
+            "a sequence needs {longest} positions, more than the model's max_position_embeddings {} \
+             (config.json): shorten the prompt (fewer or shorter demos) or generate fewer tokens",
+            c.max_position_embeddings
+        );
         let logit_pos = capture
             .logits
             .resolve(b, virt, s)

@@ -281,3 +281,28 @@ fn gradients_through_the_decoder_match_finite_differences() {
         }
     }
 }
+
+/// NaN stays NaN: a NaN weight makes every logit NaN, as in transformers (the fused softmax used to turn
+/// an all-NaN score row into zeros, hiding the corruption). Only the fused path is checked: the composed
+/// path on flex calls burn-flex's own attention, which has the same upstream behaviour (zeros for a row
+/// without a finite score).
+#[test]
+fn nan_weights_give_nan_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ia2_model::builtin::materialize("tiny-qwen3", tmp.path()).unwrap();
+    let mut model = ia2_model::load_decoder(&dir, burn::tensor::DType::F32, &device()).unwrap();
+    let w = &mut model.layers[0].proj[0].weight; // q_proj of layer 0
+    let dims = w.dims();
+    *w = Tensor::<2>::full(dims, f32::NAN, &device());
+    let batch = Batch::single(&[1, 2, 3, 4]);
+    for fused in [true] {
+        model.fused = fused;
+        let (logits, _) = logits_at(&model, &batch, Positions::All);
+        assert!(
+            logits.iter().all(|v| v.is_nan()),
+            "fused={fused}: {} of {} logits are not NaN",
+            logits.iter().filter(|v| !v.is_nan()).count(),
+            logits.len()
+        );
+    }
+}

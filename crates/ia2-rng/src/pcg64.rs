@@ -148,6 +148,29 @@ impl Generator {
         (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
     }
 
+    /// A standard normal draw by Box–Muller from two uniform draws, the cosine branch only (`1 − u` keeps the
+    /// logarithm finite). Not numpy's ziggurat: ia2's own seeded initialisations (built-in and toy models).
+    pub fn standard_normal(&mut self) -> f64 {
+        let (u, v) = (1.0 - self.random(), self.random());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+
+    /// `n` draws of N(0, std²) by Box–Muller using both branches of each pair of uniform draws (cosine,
+    /// then sine), as f32 (ia2's adapter initialisation).
+    pub fn normal_pairs(&mut self, n: usize, std: f64) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            let u1 = 1.0 - self.random(); // (0, 1]
+            let u2 = self.random();
+            let rad = (-2.0 * u1.ln()).sqrt();
+            let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+            out.push((rad * c * std) as f32);
+            out.push((rad * s * std) as f32);
+        }
+        out.truncate(n);
+        out
+    }
+
     /// Uniform integer in `[0, max]` (numpy's `random_interval`).
     pub fn random_interval(&mut self, max: u64) -> u64 {
         crate::random_interval(self, max)

@@ -21,13 +21,44 @@ pub const ADAPTER_KINDS: [&str; 6] = [
 /// Values and shape of a tensor.
 pub type Values = (Vec<f32>, Vec<usize>);
 
-/// `../shared/fixtures` beside the checkout, or None (with a notice) when the shared folder is absent.
+/// `../shared/fixtures` beside the checkout, or None (with a loud notice) when the shared folder is absent.
+///
+/// # Panics
+///
+/// When the fixtures are absent and the environment variable `CI` is set (to anything but `""`, `0` or
+/// `false`): in CI a fixture test must fail, not pass silently.
 pub fn fixtures_root() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    resolve_fixtures(dir, in_ci())
+}
+
+/// `../shared/<rel>` beside the checkout (raw data, tokenizers, fixtures), or None (with a loud notice) when
+/// it is absent; like [`fixtures_root`] it panics instead when `CI` is set.
+pub fn shared_path(rel: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(rel);
+    resolve_fixtures(dir, in_ci())
+}
+
+/// Whether the environment variable `CI` is set to something other than `""`, `0` or `false`.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
+}
+
+fn resolve_fixtures(dir: PathBuf, ci: bool) -> Option<PathBuf> {
     if dir.exists() {
         Some(dir)
+    } else if ci {
+        panic!(
+            "shared test data {} not found, and CI is set: fixture tests must not be skipped in CI",
+            dir.display()
+        );
     } else {
-        eprintln!("skipping: fixtures {} not found", dir.display());
+        eprintln!(
+            "SKIPPED: shared test data {} not found (with CI set this is a failure)",
+            dir.display()
+        );
         None
     }
 }
@@ -106,6 +137,16 @@ pub fn stack_attn(attn: Vec<Tensor<3>>) -> Values {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absent_fixtures_fail_in_ci_and_skip_elsewhere() {
+        let gone = PathBuf::from("/nonexistent/ia2/fixtures");
+        assert_eq!(resolve_fixtures(gone.clone(), false), None);
+        let caught = std::panic::catch_unwind(|| resolve_fixtures(gone, true));
+        assert!(caught.is_err(), "CI must turn absent fixtures into a failure");
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(resolve_fixtures(here.clone(), true), Some(here));
+    }
 
     #[test]
     fn comparisons_detect_differences() {

@@ -248,11 +248,6 @@ impl WeightSource for InitWeights {
     }
 }
 
-fn standard_normal(rng: &mut Generator) -> f32 {
-    // Box–Muller; 1 - u keeps the logarithm finite.
-    let (u, v) = (1.0 - rng.random(), rng.random());
-    ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
-}
 
 /// The freshly initialised decoder: normal(0, init_std) embeddings and projections, unit norms.
 pub fn init_decoder(config: &PretrainConfig, device: &Device) -> Result<Decoder> {
@@ -267,7 +262,7 @@ pub fn init_decoder(config: &PretrainConfig, device: &Device) -> Result<Decoder>
             vec![1.0; n]
         } else {
             (0..n)
-                .map(|_| config.init_std as f32 * standard_normal(&mut rng))
+                .map(|_| config.init_std as f32 * (rng.standard_normal() as f32))
                 .collect()
         };
         w.insert(name, (shape, values));

@@ -3,61 +3,13 @@
 //! f32 on the CPU).
 
 use crate::method::TrainingMethod;
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use ia2_load::ModelArgs;
 use std::path::PathBuf;
 
-/// Labels the token objectives train on.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum LabelType {
-    /// The base model's greedy response with ICL demos (the paper's setting).
-    #[value(name = "icl_outputs", alias = "icl-outputs")]
-    IclOutputs,
-    /// The dataset's answer.
-    #[value(name = "ground_truth", alias = "ground-truth")]
-    GroundTruth,
-}
-
-impl LabelType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LabelType::IclOutputs => "icl_outputs",
-            LabelType::GroundTruth => "ground_truth",
-        }
-    }
-}
-
-/// `tokl` targets: the full ICL distribution or its top-k with the remaining mass spread uniformly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum TopK {
-    All,
-    K(usize),
-}
-
-impl std::str::FromStr for TopK {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if s == "all" {
-            return Ok(TopK::All);
-        }
-        match s.parse::<usize>() {
-            Ok(k) if k > 0 => Ok(TopK::K(k)),
-            _ => Err(format!("expected `all` or a positive integer, got {s:?}")),
-        }
-    }
-}
-
-impl std::fmt::Display for TopK {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TopK::All => write!(f, "all"),
-            TopK::K(k) => write!(f, "{k}"),
-        }
-    }
-}
+/// `--label-type` and `--tokl-top-k` values (defined with the on-disk contract in [`ia2_runs`]); clap parses
+/// them with their `FromStr`.
+pub use ia2_runs::labels::{LabelType, TopK};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
@@ -120,8 +72,9 @@ pub struct TrainArgs {
     /// w in tna's `(1 − w)·MSE + w·CE`.
     #[arg(long, alias = "ce_loss_weight", default_value_t = 0.02)]
     pub ce_loss_weight: f64,
-    /// Targets of tok / a2t / t2a / tna's CE: the base model's ICL response or the dataset answer.
-    #[arg(long, alias = "label_type", value_enum, default_value_t = LabelType::IclOutputs)]
+    /// Targets of tok / a2t / t2a / tna's CE: the base model's ICL response (`icl_outputs`) or the dataset
+    /// answer (`ground_truth`).
+    #[arg(long, alias = "label_type", default_value_t = LabelType::IclOutputs)]
     pub label_type: LabelType,
 
     /// Train on K orderings of each example's demos (re-shuffled with RandomState(run)).
@@ -177,7 +130,25 @@ pub struct TrainArgs {
     pub force: bool,
 }
 
+#[derive(Debug, clap::Parser)]
+#[command(name = "ia2 train", no_binary_name = true)]
+struct Wrapper {
+    #[command(flatten)]
+    args: TrainArgs,
+}
+
 impl TrainArgs {
+    /// Parses `ia2 train` options (without the program name), for programmatic callers: every option not
+    /// given takes its command-line default. `TrainArgs::from_cli(["--training-method", "act"])`.
+    pub fn from_cli<I, S>(args: I) -> Result<TrainArgs>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        Ok(Wrapper::try_parse_from(args)?.args)
+    }
+
     /// Checks option combinations before anything is loaded.
     pub fn validate(&self) -> Result<()> {
         let m = self.training_method;
@@ -211,8 +182,84 @@ impl TrainArgs {
         if let Some(c) = self.gradient_clip_val {
             ensure!(c > 0.0, "--gradient-clip-val must be positive");
         }
-        crate::config::lora_targets(&self.lora_type)?;
-        crate::config::lora_targets(&self.ia3_type)?;
+        crate::config::lora_targets(&self.lora_type).context("--lora-type")?;
+        crate::config::lora_targets(&self.ia3_type).context("--ia3-type")?;
+        // Sizes: positive, and bounded so that an absurd value is an error here, not an allocation abort
+        // (or an hours-long teacher collection) later. Model-dependent bounds: `validate_for_model`.
+        let positive = [
+            ("--lora-r", self.lora_r),
+            ("--lora-alpha", self.lora_alpha),
+            ("--num-virtual-tokens", self.num_virtual_tokens),
+            ("--num-train-examples", self.num_train_examples),
+            ("--teacher-batch", self.teacher_batch),
+        ];
+        for (flag, v) in positive {
+            ensure!(v > 0, "{flag} must be at least 1");
+        }
+        ensure!(
+            self.run_index.is_some() || self.num_runs > 0,
+            "--num-runs must be at least 1"
+        );
+        let bounded = [
+            ("--num-runs", self.num_runs, 100_000),
+            ("--num-train-epochs", self.num_train_epochs, 1_000_000),
+            ("--num-shuffles", self.num_shuffles, 10_000),
+            ("--num-generated-tokens", self.num_generated_tokens, 1 << 20),
+            ("--batch-size", self.batch_size, 1 << 24),
+            ("--teacher-batch", self.teacher_batch, 1 << 20),
+            ("--num-virtual-tokens", self.num_virtual_tokens, 1 << 26),
+            ("--lora-r", self.lora_r, 1 << 18),
+        ];
+        for (flag, v, max) in bounded {
+            ensure!(v <= max, "{flag} {v} is implausibly large (at most {max})");
+        }
+        ensure!(
+            self.lr <= 1e6,
+            "--lr {} is implausibly large (at most 1e6)",
+            self.lr
+        );
+        ensure!(
+            !self.dataset.is_empty()
+                && !self.dataset.contains(['/', '\\'])
+                && self.dataset != "."
+                && self.dataset != "..",
+            "--dataset: invalid dataset name {:?}",
+            self.dataset
+        );
+        Ok(())
+    }
+
+    /// Checks the options that depend on the base model, before any teacher collection: the virtual tokens
+    /// of prompt / prefix tuning fit in `max_position_embeddings` (with room for a prompt), the LoRA rank is
+    /// at most the hidden size, and T leaves room for a prompt.
+    pub fn validate_for_model(&self, c: &ia2_model::ModelConfig) -> Result<()> {
+        use crate::method::AdapterKind;
+        let max_pos = c.max_position_embeddings;
+        if matches!(
+            self.training_method.adapter,
+            AdapterKind::Prompt | AdapterKind::Prefix
+        ) {
+            ensure!(
+                self.num_virtual_tokens < max_pos,
+                "--num-virtual-tokens {} leaves no room for a prompt: the model's max_position_embeddings \
+                 is {max_pos}",
+                self.num_virtual_tokens
+            );
+        }
+        if self.training_method.adapter == AdapterKind::Lora {
+            ensure!(
+                self.lora_r <= c.hidden_size,
+                "--lora-r {} is larger than the model's hidden_size {}",
+                self.lora_r,
+                c.hidden_size
+            );
+        }
+        ensure!(
+            self.num_generated_tokens < max_pos,
+            "--num-generated-tokens {} leaves no room for a prompt: the model's max_position_embeddings is \
+             {max_pos}",
+            self.num_generated_tokens
+        );
         Ok(())
     }
 

@@ -98,11 +98,24 @@ fn seed_way(decoder: &Decoder, seq: &Sequence, steps: usize) -> Result<Vec<u32>>
 }
 
 /// Runs the training benchmark.
+impl TrainBenchArgs {
+    /// Checks the options before anything runs.
+    pub fn validate(&self) -> Result<()> {
+        for (flag, v, max) in [
+            ("--sequences", self.sequences, 4096),
+            ("--seed-way-sequences", self.seed_way_sequences, 4096),
+            ("--icl-tokens", self.icl_tokens, 2048),
+            ("--query-tokens", self.query_tokens, 2048),
+        ] {
+            ensure!(v > 0, "{flag} must be at least 1");
+            ensure!(v <= max, "{flag} {v} is too large (at most {max})");
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
-    ensure!(
-        args.sequences > 0 && args.seed_way_sequences > 0,
-        "need at least one sequence"
-    );
+    args.validate()?;
     let shape = BenchShape::new(BenchSize::Reference);
     let device = Device::flex();
     let weights = SyntheticWeights {

@@ -20,4 +20,6 @@ pub mod trainer;
 pub use args::{LabelType, TopK, TrainArgs};
 pub use config::RunConfig;
 pub use method::{AdapterKind, Objective, TrainingMethod};
-pub use run::{RunOutcome, precompute_teacher, run};
+pub use run::{
+    RunOutcome, precompute_teacher, precompute_teacher_with_model, run, run_with_model,
+};

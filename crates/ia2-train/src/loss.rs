@@ -58,6 +58,18 @@ impl LossSums {
     }
 }
 
+/// The error of [`batch_loss`] when the loss is NaN or infinite (the trainer reports it as divergence).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFiniteLoss(pub f64);
+
+impl std::fmt::Display for NonFiniteLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the loss is {} (NaN or infinite)", self.0)
+    }
+}
+
+impl std::error::Error for NonFiniteLoss {}
+
 /// Forward pass over `items` and the summed loss: `(Σ_sequences loss, values)`. Differentiable when the
 /// adapter's tensors require gradients.
 pub fn batch_loss(
@@ -192,10 +204,9 @@ pub fn batch_loss(
             (1.0 - ce_weight) * mse_v + ce_weight * ce_v,
         ),
     };
-    ensure!(
-        total_v.is_finite(),
-        "the loss is {total_v} (NaN or infinite)"
-    );
+    if !total_v.is_finite() {
+        return Err(NonFiniteLoss(total_v).into());
+    }
     Ok((
         total,
         LossSums {

@@ -2,11 +2,11 @@
 //! targets (cache or collect), create or continue the adapter, train, and write the run directory.
 
 use crate::args::{LabelType, TrainArgs};
-use crate::config::{Ia2RunConfig, RunConfig};
+use crate::config::{Ia2RunConfig, RunConfig, RunConfigExt};
 use crate::examples::{DemoOrder, RunData, Sequence, load_run_data};
 use crate::loss::Item;
 use crate::method::Loss;
-use crate::output::{self, FinalStats, RunDir, TrainLoss};
+use crate::output::{self, ExistingRun, FinalStats, RunSlot, TrainLoss};
 use crate::teacher::{self, CacheKey, Target, Targets};
 use crate::trainer::{self, LoopConfig};
 use anyhow::{Context, Result, bail, ensure};
@@ -14,7 +14,7 @@ use ia2_adapters::PeftConfig;
 use ia2_load::LoadedModel;
 use ia2_model::Adapter;
 use std::path::{Path, PathBuf};
-use tracing::info;
+use tracing::{info, warn};
 
 /// What happened to one run.
 #[derive(Debug, Clone)]
@@ -43,7 +43,11 @@ fn load_base(args: &TrainArgs) -> Result<Base> {
         "ia2 train creates its own adapter: --adapter is not accepted (a2t / t2a continue their phase-1 \
          adapter automatically)"
     );
-    let model = args.model.load()?;
+    base_from(args.model.load()?)
+}
+
+/// The shared part of every run, from a model the caller already loaded (see [`run_with_model`]).
+fn base_from(model: LoadedModel) -> Result<Base> {
     let fingerprint = teacher::model_fingerprint(&model.dir)?;
     let mut eos = model.generation.eos_token_ids.clone();
     let answer_eos = model.tokenizer.special_tokens().eos.as_ref().map(|e| e.1);
@@ -85,14 +89,18 @@ fn ia2_block(
         shuffle_demos: args.shuffle_demos,
         num_shuffles: args.shuffle_demos.then_some(args.num_shuffles),
         fixed_demos: args.fixed_demos,
-        adam: ia2_model::optim::AdamConfig::with_lr(args.lr),
+        adam: ia2_runs::AdamSettings::with_lr(args.lr),
         continued_from: None,
+        continued_from_identity: None,
+        code_version: String::new(),
+        identity: None,
         num_train_sequences: data.train.len(),
         num_dev_sequences: data.dev.len(),
     })
 }
 
 fn read_data(args: &TrainArgs, base: &Base, run: usize) -> Result<(PathBuf, RunData)> {
+    args.validate_for_model(&base.model.decoder.config)?;
     let file = args.data_file(run);
     ensure!(
         file.is_file(),
@@ -142,7 +150,8 @@ fn teacher_targets(
     data: &RunData,
 ) -> Result<(Targets, bool)> {
     let key = CacheKey {
-        format: 1,
+        // 2: the checksum covers every header field (response tokens included).
+        format: 2,
         model_fingerprint: base.fingerprint.clone(),
         dtype: format!("{:?}", args.model.dtype).to_lowercase(),
         data_file_sha256: teacher::file_sha256(file)?,
@@ -212,7 +221,7 @@ fn phase_one_adapter(
     args: &TrainArgs,
     base: &Base,
     config: &RunConfig,
-) -> Result<Option<(Adapter, PeftConfig, PathBuf)>> {
+) -> Result<Option<(Adapter, PeftConfig, PathBuf, String)>> {
     let Some(phase_one) = args.training_method.phase_one() else {
         return Ok(None);
     };
@@ -225,6 +234,8 @@ fn phase_one_adapter(
         .join(phase_one.to_string())
         .join(&args.dataset)
         .join(p1.run_name());
+    // Not while another process replaces it.
+    let _lock = ia2_runs::Lock::acquire(&dir, ia2_runs::Wait::Block)?;
     if !output::is_complete(&dir) {
         bail!(
             "{} continues the {phase_one} adapter, but no finished {phase_one} run exists at {}: train it \
@@ -233,7 +244,7 @@ fn phase_one_adapter(
             dir.display()
         );
     }
-    let recorded: RunConfig = ia2_data::io::read_json(&dir.join(output::CONFIG_FILE))?;
+    let recorded: RunConfig = ia2_runs::read_json(&dir.join(output::CONFIG_FILE))?;
     ensure!(
         recorded.ia2.base_model_fingerprint == base.fingerprint,
         "the {phase_one} adapter at {} was trained on another base model ({}), not {}",
@@ -246,7 +257,7 @@ fn phase_one_adapter(
         &base.model.decoder.config,
         base.model.decoder.device(),
     )?;
-    Ok(Some((adapter, peft, dir)))
+    Ok(Some((adapter, peft, dir, recorded.identity())))
 }
 
 /// Trains every requested run.
@@ -262,14 +273,43 @@ pub fn run(args: &TrainArgs) -> Result<Vec<RunOutcome>> {
     Ok(outcomes)
 }
 
+/// [`run`] with a base model the caller already loaded (e.g. `ia2 sweep`'s workers, which load a model once
+/// for many jobs). `model` must be what `args.model` names, without an adapter.
+pub fn run_with_model(args: &TrainArgs, model: LoadedModel) -> Result<Vec<RunOutcome>> {
+    args.validate()?;
+    ensure!(
+        model.adapter.is_none(),
+        "ia2 train creates its own adapter: the preloaded model must not carry one"
+    );
+    let base = base_from(model)?;
+    let mut outcomes = Vec::new();
+    for run in args.runs() {
+        let outcome = train_one(args, &base, run)
+            .with_context(|| format!("{} run {run}", args.training_method))?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// [`precompute_teacher`] with a base model the caller already loaded.
+pub fn precompute_teacher_with_model(args: &TrainArgs, model: LoadedModel) -> Result<Vec<PathBuf>> {
+    args.validate()?;
+    let base = base_from(model)?;
+    teacher_runs(args, &base)
+}
+
 /// `ia2 teacher`: collects (or verifies) the teacher targets of every run without training.
 pub fn precompute_teacher(args: &TrainArgs) -> Result<Vec<PathBuf>> {
     args.validate()?;
     let base = load_base(args)?;
+    teacher_runs(args, &base)
+}
+
+fn teacher_runs(args: &TrainArgs, base: &Base) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for run in args.runs() {
-        let (file, data) = read_data(args, &base, run)?;
-        let (_, cached) = teacher_targets(args, &base, run, &file, &data)?;
+        let (file, data) = read_data(args, base, run)?;
+        let (_, cached) = teacher_targets(args, base, run, &file, &data)?;
         info!(run, cached, "teacher targets ready");
         paths.push(args.teacher_cache());
     }
@@ -279,31 +319,11 @@ pub fn precompute_teacher(args: &TrainArgs) -> Result<Vec<PathBuf>> {
 fn train_one(args: &TrainArgs, base: &Base, run: usize) -> Result<RunOutcome> {
     let (file, data) = read_data(args, base, run)?;
     let mut config = RunConfig::new(args, run, ia2_block(args, base, &file, &data)?);
-    let dir = args
-        .output_dir
-        .join(args.training_method.to_string())
-        .join(&args.dataset)
-        .join(config.run_name());
-    if output::is_complete(&dir) && !args.force {
-        info!(dir = %dir.display(), "finished run exists; skipping (--force retrains)");
-        return Ok(RunOutcome {
-            run,
-            stats: ia2_data::io::read_json(&dir.join(output::STATS_FILE)).ok(),
-            dir,
-            trained: false,
-            teacher_from_cache: None,
-        });
-    }
     let decoder = &base.model.decoder;
-    let (targets, from_cache) = if needs_teacher(args) {
-        let (t, c) = teacher_targets(args, base, run, &file, &data)?;
-        (Some(t), Some(c))
-    } else {
-        (None, None)
-    };
     let (mut adapter, mut peft) = match phase_one_adapter(args, base, &config)? {
-        Some((a, p, from)) => {
+        Some((a, p, from, identity)) => {
             config.ia2.continued_from = Some(from.display().to_string());
+            config.ia2.continued_from_identity = Some(identity);
             (a, p)
         }
         None => {
@@ -314,6 +334,40 @@ fn train_one(args: &TrainArgs, base: &Base, run: usize) -> Result<RunOutcome> {
                 peft,
             )
         }
+    };
+    let config = config.seal();
+    let dir = config.dir(&args.output_dir);
+    // One writer per run: a second process waits here, then finds the run finished.
+    let slot = RunSlot::acquire(&dir, ia2_runs::Wait::Block)?;
+    match slot.existing(&config) {
+        ExistingRun::Same(stats) if !args.force => {
+            info!(dir = %dir.display(), "finished run of the same configuration exists; skipping (--force retrains)");
+            return Ok(RunOutcome {
+                run,
+                stats: Some(*stats),
+                dir,
+                trained: false,
+                teacher_from_cache: None,
+            });
+        }
+        ExistingRun::Different(differences) if !args.force => {
+            bail!(ia2_runs::identity::mismatch_message(
+                "run",
+                &dir,
+                &differences,
+                "--force"
+            ));
+        }
+        ExistingRun::Incomplete(why) => {
+            warn!("{why}: training it again");
+        }
+        _ => {}
+    }
+    let (targets, from_cache) = if needs_teacher(args) {
+        let (t, c) = teacher_targets(args, base, run, &file, &data)?;
+        (Some(t), Some(c))
+    } else {
+        (None, None)
     };
     peft.set_base_model_name_or_path(Some(args.model.model_arg()));
     let train_items = items(
@@ -335,7 +389,7 @@ fn train_one(args: &TrainArgs, base: &Base, run: usize) -> Result<RunOutcome> {
         seed: args.seed.wrapping_add(run as u64),
         pad: base.pad,
     };
-    let mut out = RunDir::start(&dir)?;
+    let mut out = slot.start()?;
     out.write_json(output::CONFIG_FILE, &config)?;
     let steps_per_epoch = train_items
         .len()
@@ -379,7 +433,8 @@ fn train_one(args: &TrainArgs, base: &Base, run: usize) -> Result<RunOutcome> {
             total: outcome.last_epoch_train.total,
         },
         training_completed: true,
-        final_epoch: outcome.final_epoch,
+        // 1-based, as the seed writes it (epoch + 1 after the last epoch; 0 when none ran).
+        final_epoch: outcome.final_epoch + usize::from(args.num_train_epochs > 0),
         total_steps: outcome.total_steps,
         early_stopped: outcome.early_stopped,
         best_step: outcome.best_step,
@@ -391,7 +446,7 @@ fn train_one(args: &TrainArgs, base: &Base, run: usize) -> Result<RunOutcome> {
         "{} run {run}: {} steps, epochs {}, train loss {:.5}, best dev {} → {}",
         args.training_method,
         stats.total_steps,
-        stats.final_epoch + 1,
+        stats.final_epoch,
         stats.current_train_loss.total,
         stats
             .best_dev_loss

@@ -13,13 +13,12 @@
 use crate::args::TopK;
 use crate::examples::Sequence;
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use ia2_hf::{Dtype as StDtype, TensorToWrite};
+use safetensors::Dtype as StDtype;
 use ia2_model::{Decoder, GenerateOptions, Observation, greedy_observed};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
@@ -74,57 +73,9 @@ impl CacheKey {
     }
 }
 
-/// sha256 of a file, hex.
-pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Fingerprint of a model directory: config.json and, for every weight file, its name, size and first and last
-/// MiB. Cheap even for multi-GB checkpoints, and any re-download, conversion or fine-tune changes it.
-pub fn model_fingerprint(dir: &Path) -> Result<String> {
-    let mut h = Sha256::new();
-    let config = dir.join("config.json");
-    h.update(std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    files.sort();
-    ensure!(
-        !files.is_empty(),
-        "no .safetensors files in {}",
-        dir.display()
-    );
-    for path in files {
-        let mut f =
-            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let len = f.metadata()?.len();
-        h.update(path.file_name().unwrap_or_default().as_encoded_bytes());
-        h.update(len.to_le_bytes());
-        let chunk = (1u64 << 20).min(len) as usize;
-        let mut buf = vec![0u8; chunk];
-        f.read_exact(&mut buf)?;
-        h.update(&buf);
-        use std::io::Seek;
-        f.seek(std::io::SeekFrom::Start(len - chunk as u64))?;
-        f.read_exact(&mut buf)?;
-        h.update(&buf);
-    }
-    Ok(hex::encode(&h.finalize()[..16]))
-}
+/// sha256 of a file, and the base-model fingerprint (whole-file hashes of the weights, cached by path, size
+/// and mtime): defined with the on-disk contract in [`ia2_runs::fingerprint`].
+pub use ia2_runs::fingerprint::{file_sha256, model_fingerprint};
 
 /// How the teacher decodes.
 #[derive(Debug, Clone)]
@@ -283,7 +234,50 @@ struct EntryMeta {
 
 /// Cache file of `key` under `dir`.
 pub fn cache_path(dir: &Path, key: &CacheKey) -> PathBuf {
-    dir.join(format!("teacher-{}.safetensors", key.digest()))
+    ia2_runs::layout::teacher_entry(dir, &key.digest())
+}
+
+/// The checksum of an entry: every header field (key, response tokens, sizes) and every tensor's name and
+/// bytes, in order.
+fn entry_checksum<'a>(
+    meta: &EntryMeta,
+    tensors: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Result<String> {
+    let mut header = serde_json::to_value(meta)?;
+    if let Some(m) = header.as_object_mut() {
+        m.remove("content_sha256");
+    }
+    let mut h = Sha256::new();
+    h.update(ia2_runs::canonical_json(&header).as_bytes());
+    for (name, bytes) in tensors {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// A tensor for `safetensors::serialize`.
+struct View<'a> {
+    dtype: safetensors::Dtype,
+    shape: &'a [usize],
+    data: &'a [u8],
+}
+
+impl safetensors::View for View<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
 }
 
 fn tensor_names(split: &str, i: usize) -> [String; 3] {
@@ -329,27 +323,40 @@ pub fn save(dir: &Path, key: &CacheKey, targets: &Targets, decoder: &Decoder) ->
             }
         }
     }
-    let mut h = Sha256::new();
-    for (name, _, _, bytes) in &owned {
-        h.update(name.as_bytes());
-        h.update(bytes);
-    }
-    let meta = EntryMeta {
+    let mut meta = EntryMeta {
         key: key.clone(),
         train_tokens: targets.train.iter().map(|t| t.tokens.clone()).collect(),
         dev_tokens: targets.dev.iter().map(|t| t.tokens.clone()).collect(),
         layers,
         hidden,
         vocab,
-        content_sha256: hex::encode(h.finalize()),
+        content_sha256: String::new(),
     };
-    let views: Vec<TensorToWrite<'_>> = owned
+    meta.content_sha256 = entry_checksum(
+        &meta,
+        owned.iter().map(|(n, _, _, b)| (n.as_str(), b.as_slice())),
+    )?;
+    let views: Vec<(&str, View<'_>)> = owned
         .iter()
-        .map(|(n, dt, s, b)| (n.as_str(), *dt, s.as_slice(), b.as_slice()))
+        .map(|(n, dt, s, b)| {
+            (
+                n.as_str(),
+                View {
+                    dtype: *dt,
+                    shape: s.as_slice(),
+                    data: b.as_slice(),
+                },
+            )
+        })
         .collect();
     let path = cache_path(dir, key);
-    let metadata = HashMap::from([("ia2_teacher".to_string(), serde_json::to_string(&meta)?)]);
-    ia2_hf::save_safetensors(&path, &views, Some(metadata))
+    let metadata = HashMap::from([
+        ("ia2_teacher".to_string(), serde_json::to_string(&meta)?),
+        ("format".to_string(), "pt".to_string()),
+    ]);
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| anyhow!("serializing teacher cache {}: {e}", path.display()))?;
+    ia2_runs::write_atomic(&path, &bytes)
         .with_context(|| format!("writing teacher cache {}", path.display()))?;
     Ok(path)
 }
@@ -404,13 +411,12 @@ fn read_entry(path: &Path, key: &CacheKey) -> Result<Targets> {
     let mut sorted_expected = expected.clone();
     sorted_expected.sort();
     ensure!(names == sorted_expected, "unexpected tensors in the file");
-    let mut h = Sha256::new();
-    for n in &expected {
-        h.update(n.as_bytes());
-        h.update(st.tensor(n)?.data());
-    }
+    let tensors = expected
+        .iter()
+        .map(|n| Ok((n.as_str(), st.tensor(n)?.data())))
+        .collect::<Result<Vec<_>>>()?;
     ensure!(
-        hex::encode(h.finalize()) == meta.content_sha256,
+        entry_checksum(&meta, tensors.into_iter())? == meta.content_sha256,
         "content checksum mismatch (corrupt file)"
     );
     let f32s = |name: &str| -> Result<Vec<f32>> {
@@ -468,6 +474,9 @@ pub fn get_or_collect(
     dev: &[Sequence],
     opts: &DecodeOptions,
 ) -> Result<(Targets, bool)> {
+    // One writer per entry: a second process waits and then reads what the first one cached.
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = ia2_runs::Lock::acquire(&cache_path(dir, key), ia2_runs::Wait::Block)?;
     match load(dir, key) {
         Ok(Some(t)) if t.train.len() == train.len() && t.dev.len() == dev.len() => {
             info!(path = %cache_path(dir, key).display(), "teacher targets from cache");

@@ -2,6 +2,19 @@
 //! clipping, Adam, dev loss every `dev_eval_steps` steps and at the end of every epoch, early stopping with
 //! patience, and the best state restored at the end.
 //!
+//! A run that diverges fails ([`Diverged`]), so nothing of it is written as finished. Diverged means, checked
+//! as training goes:
+//! - **non-finite**: a train or dev loss, or any adapter parameter, is NaN or infinite (checked every step);
+//! - **explosion**: after the warm-up (the first epoch), a dev loss, or an epoch's mean train loss, is above
+//!   [`EXPLOSION_FACTOR`] × its initial value (both measured once on the starting adapter, before the first
+//!   step; initial values below [`EXPLOSION_FLOOR`] count as that floor, so a loss that starts near 0 is not
+//!   flagged for tiny absolute changes);
+//! - **collapse**: the logits of the first training example's decode position have a spread (max − min over
+//!   the vocabulary) below [`COLLAPSE_SPREAD`]: the model predicts the uniform distribution whatever the
+//!   input, its CE is ln V. This is what an absurd learning rate leaves (hidden states overflow and the final
+//!   RMSNorm returns zeros) while the loss stays finite. Checked at every dev evaluation, at the end of every
+//!   epoch and on the state that is finally kept.
+//!
 //! Differences from the seed, on purpose: a last partial batch of an epoch takes its own optimizer step (the
 //! seed silently carried its gradients into the next epoch's first step), the best dev state is restored
 //! also when training runs out of epochs (the seed restored it only on early stopping), and the shuffling is
@@ -15,6 +28,192 @@ use ia2_model::{Adapter, Decoder};
 use ia2_rng::RandomState;
 use serde::Serialize;
 use std::time::Instant;
+
+/// A loss this many times its initial value (after the warm-up) is an explosion.
+pub const EXPLOSION_FACTOR: f64 = 10.0;
+/// Initial losses below this count as this value when testing for an explosion.
+pub const EXPLOSION_FLOOR: f64 = 0.01;
+/// Logits whose spread over the vocabulary is below this are constant: the model has collapsed.
+pub const COLLAPSE_SPREAD: f32 = 1e-4;
+
+/// Why a run was stopped as diverged (see the module documentation for the precise criteria).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Criterion {
+    /// The train or dev loss is NaN or infinite.
+    NonFiniteLoss { which: &'static str, value: f64 },
+    /// An adapter parameter is NaN or infinite.
+    NonFiniteParameters,
+    /// A loss above `EXPLOSION_FACTOR` × its initial value.
+    Explosion {
+        which: &'static str,
+        value: f64,
+        initial: f64,
+    },
+    /// Constant logits (spread below `COLLAPSE_SPREAD`).
+    Collapse { spread: f32, ln_vocab: f64 },
+}
+
+impl std::fmt::Display for Criterion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Criterion::NonFiniteLoss { which, value } => {
+                write!(f, "non-finite loss: the {which} loss is {value}")
+            }
+            Criterion::NonFiniteParameters => {
+                write!(f, "non-finite parameters: an adapter parameter is NaN or infinite")
+            }
+            Criterion::Explosion {
+                which,
+                value,
+                initial,
+            } => write!(
+                f,
+                "loss explosion: the {which} loss {value:.6} is above {EXPLOSION_FACTOR}× its initial value \
+                 {initial:.6}"
+            ),
+            Criterion::Collapse { spread, ln_vocab } => write!(
+                f,
+                "collapse: the logits are constant (spread {spread:e} < {COLLAPSE_SPREAD:e} over the \
+                 vocabulary; the model predicts the uniform distribution, CE = ln V = {ln_vocab:.4})"
+            ),
+        }
+    }
+}
+
+/// The error of a diverged run: the step (0 = the starting adapter, before any update), its epoch, and the
+/// criterion met. Callers add the run's name as context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diverged {
+    pub step: usize,
+    pub epoch: usize,
+    pub criterion: Criterion,
+}
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "training diverged at step {} (epoch {}): {}; the run is failed and nothing is kept as finished \
+             (try a smaller --lr or --gradient-clip-val)",
+            self.step, self.epoch, self.criterion
+        )
+    }
+}
+
+impl std::error::Error for Diverged {}
+
+fn diverged(step: usize, epoch: usize, criterion: Criterion) -> anyhow::Error {
+    anyhow::Error::new(Diverged {
+        step,
+        epoch,
+        criterion,
+    })
+}
+
+/// `batch_loss`, with a non-finite loss reported as divergence at `step`.
+fn checked_loss<'a>(
+    decoder: &Decoder,
+    adapter: &Adapter,
+    items: &[Item<'a>],
+    cfg: &LoopConfig,
+    which: &'static str,
+    (step, epoch): (usize, usize),
+) -> Result<(burn::tensor::Tensor<1>, LossSums)> {
+    batch_loss(decoder, adapter, items, cfg.loss, cfg.ce_weight, cfg.pad).map_err(|e| {
+        match e.downcast_ref::<crate::loss::NonFiniteLoss>() {
+            Some(n) => diverged(
+                step,
+                epoch,
+                Criterion::NonFiniteLoss {
+                    which,
+                    value: n.0,
+                },
+            ),
+            None => e,
+        }
+    })
+}
+
+/// Spread (max − min over the vocabulary) of the logits at the decode position of `item`'s query.
+fn logit_spread(decoder: &Decoder, adapter: &Adapter, item: &Item<'_>) -> Result<f32> {
+    use ia2_model::{Batch, Capture, Positions};
+    let mut frozen = adapter.clone();
+    frozen.without_autodiff();
+    let batch = Batch::single(item.query);
+    let mut cache = decoder.new_cache(1, Some(&frozen));
+    let capture = Capture {
+        logits: Positions::Last,
+        ..Capture::default()
+    };
+    let out = decoder.forward(&batch, &mut cache, Some(&frozen), &capture)?;
+    let logits: Vec<f32> = out
+        .logits
+        .ok_or_else(|| anyhow::anyhow!("no logits returned"))?
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("logits: {e:?}"))?;
+    let (lo, hi) = logits
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    Ok(hi - lo)
+}
+
+/// Fails with [`Criterion::Collapse`] when the model's logits are constant.
+fn check_collapse(
+    decoder: &Decoder,
+    adapter: &Adapter,
+    probe: &Item<'_>,
+    (step, epoch): (usize, usize),
+) -> Result<()> {
+    let spread = logit_spread(decoder, adapter, probe)?;
+    // A NaN spread comes from NaN logits, which the loss reports as non-finite.
+    if spread < COLLAPSE_SPREAD {
+        return Err(diverged(
+            step,
+            epoch,
+            Criterion::Collapse {
+                spread,
+                ln_vocab: (decoder.config.vocab_size as f64).ln(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn parameters_finite(adapter: &Adapter) -> bool {
+    use ia2_model::adapter::AdapterTensor;
+    adapter.tensors().iter().all(|t| {
+        let bad = match t {
+            AdapterTensor::D1(t) => (*t).clone().is_finite().bool_not().any(),
+            AdapterTensor::D2(t) => (*t).clone().is_finite().bool_not().any(),
+        };
+        !bad.into_scalar::<bool>()
+    })
+}
+
+/// Fails with [`Criterion::Explosion`] when `value` is above the factor times `initial` (floored).
+fn check_explosion(
+    which: &'static str,
+    value: f64,
+    initial: f64,
+    (step, epoch): (usize, usize),
+) -> Result<()> {
+    if value > EXPLOSION_FACTOR * initial.max(EXPLOSION_FLOOR) {
+        return Err(diverged(
+            step,
+            epoch,
+            Criterion::Explosion {
+                which,
+                value,
+                initial,
+            },
+        ));
+    }
+    Ok(())
+}
 
 /// Hyper-parameters of the loop.
 #[derive(Debug, Clone)]
@@ -83,6 +282,30 @@ pub fn eval_loss(
     Ok(sums.scaled(1.0 / items.len().max(1) as f64))
 }
 
+/// [`eval_loss`] with a non-finite loss reported as divergence at `at`.
+fn checked_eval_loss(
+    decoder: &Decoder,
+    adapter: &Adapter,
+    items: &[Item<'_>],
+    cfg: &LoopConfig,
+    which: &'static str,
+    at: (usize, usize),
+) -> Result<LossSums> {
+    eval_loss(decoder, adapter, items, cfg).map_err(|e| {
+        match e.downcast_ref::<crate::loss::NonFiniteLoss>() {
+            Some(n) => diverged(
+                at.0,
+                at.1,
+                Criterion::NonFiniteLoss {
+                    which,
+                    value: n.0,
+                },
+            ),
+            None => e,
+        }
+    })
+}
+
 fn weight_norm(adapter: &Adapter) -> f64 {
     use ia2_model::adapter::AdapterTensor;
     adapter
@@ -96,7 +319,8 @@ fn weight_norm(adapter: &Adapter) -> f64 {
         .sqrt()
 }
 
-/// Trains `adapter` in place; `on_step` sees every optimizer step (metrics, checkpoints, progress).
+/// Trains `adapter` in place; `on_step` sees every optimizer step (metrics, checkpoints, progress). Fails
+/// with [`Diverged`] (downcast the error) when the run diverges.
 pub fn train(
     decoder: &Decoder,
     adapter: &mut Adapter,
@@ -116,6 +340,17 @@ pub fn train(
         cfg.micro_batch
     };
     let start = Instant::now();
+    // The starting adapter's losses: the references of the explosion test (and a NaN base model or
+    // adapter stops here, before any step).
+    let probe = &train[0];
+    ensure_finite_parameters(adapter, (0, 0))?;
+    let initial_train = checked_eval_loss(decoder, adapter, train, cfg, "initial train", (0, 0))?.total;
+    let initial_dev = if dev.is_empty() {
+        None
+    } else {
+        Some(checked_eval_loss(decoder, adapter, dev, cfg, "initial dev", (0, 0))?.total)
+    };
+    check_collapse(decoder, adapter, probe, (0, 0))?;
     let (mut step, mut bad_evals) = (0usize, 0usize);
     let mut best: Option<(LossSums, usize, Adapter)> = None;
     let mut outcome = LoopOutcome {
@@ -140,7 +375,7 @@ pub fn train(
             for mb in chunk.chunks(micro.max(1)) {
                 let items: Vec<Item<'_>> = mb.iter().map(|&i| train[i]).collect();
                 let (loss, s) =
-                    batch_loss(decoder, adapter, &items, cfg.loss, cfg.ce_weight, cfg.pad)?;
+                    checked_loss(decoder, adapter, &items, cfg, "train", (step + 1, epoch))?;
                 let mut grads = loss.mul_scalar(scale).backward();
                 // Errors when a trainable tensor got no gradient.
                 accum.add(&adapter.tensors(), &mut grads, 1.0)?;
@@ -154,12 +389,26 @@ pub fn train(
             step += 1;
             epoch_sums += sums;
             seen += chunk.len();
+            let at = (step, epoch);
+            ensure_finite_parameters(adapter, at)?;
             let end_of_epoch = ci + 1 == chunks.len();
             let dev_loss = if !dev.is_empty() && (step % cfg.dev_eval_steps == 0 || end_of_epoch) {
-                Some(eval_loss(decoder, adapter, dev, cfg)?)
+                Some(checked_eval_loss(decoder, adapter, dev, cfg, "dev", at)?)
             } else {
                 None
             };
+            if let (Some(d), Some(init)) = (dev_loss, initial_dev)
+                && epoch > 0
+            {
+                check_explosion("dev", d.total, init, at)?;
+            }
+            if dev_loss.is_some() || end_of_epoch {
+                check_collapse(decoder, adapter, probe, at)?;
+            }
+            if end_of_epoch && epoch > 0 {
+                let mean = epoch_sums.total / seen as f64;
+                check_explosion("mean train (epoch)", mean, initial_train, at)?;
+            }
             let record = StepRecord {
                 step,
                 epoch,
@@ -197,5 +446,64 @@ pub fn train(
         outcome.best_step = Some(s);
     }
     adapter.without_autodiff();
+    // The state that is kept (collapse is checked after every epoch, but the restored best state is the one
+    // that is saved).
+    let at = (outcome.best_step.unwrap_or(step), outcome.final_epoch);
+    ensure_finite_parameters(adapter, at)?;
+    check_collapse(decoder, adapter, probe, at)?;
     Ok(outcome)
+}
+
+fn ensure_finite_parameters(adapter: &Adapter, (step, epoch): (usize, usize)) -> Result<()> {
+    if parameters_finite(adapter) {
+        Ok(())
+    } else {
+        Err(diverged(step, epoch, Criterion::NonFiniteParameters))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explosion_is_above_the_factor_times_the_floored_initial_value() {
+        assert!(check_explosion("dev", 9.9, 1.0, (5, 1)).is_ok());
+        let e = check_explosion("dev", 10.1, 1.0, (5, 1)).unwrap_err();
+        let d = e.downcast_ref::<Diverged>().unwrap();
+        assert_eq!((d.step, d.epoch), (5, 1));
+        assert!(matches!(d.criterion, Criterion::Explosion { .. }));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("step 5") && msg.contains("loss explosion") && msg.contains("dev"),
+            "{msg}"
+        );
+        // A loss starting near 0 is compared with the floor, not with 10 × 1e-6.
+        assert!(check_explosion("train", 0.05, 1e-6, (3, 2)).is_ok());
+        assert!(check_explosion("train", 0.11, 1e-6, (3, 2)).is_err());
+        // NaN never passes as "not above": it is caught as non-finite before, but must not panic here.
+        assert!(check_explosion("train", f64::NAN, 1.0, (3, 2)).is_ok());
+    }
+
+    #[test]
+    fn criteria_read_well() {
+        let d = Diverged {
+            step: 7,
+            epoch: 2,
+            criterion: Criterion::Collapse {
+                spread: 0.0,
+                ln_vocab: 5.5,
+            },
+        };
+        let msg = d.to_string();
+        assert!(
+            msg.contains("step 7 (epoch 2)") && msg.contains("collapse") && msg.contains("constant"),
+            "{msg}"
+        );
+        let n = Criterion::NonFiniteLoss {
+            which: "train",
+            value: f64::NAN,
+        };
+        assert!(n.to_string().contains("non-finite loss"));
+    }
 }

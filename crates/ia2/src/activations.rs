@@ -42,18 +42,33 @@ pub enum Which {
 }
 
 pub fn run(args: ActivationsArgs) -> Result<()> {
+    // Everything that needs no model is checked before it is loaded.
+    let prompts = args.prompts.collect()?;
+    ensure!(
+        !prompts.is_empty() || !args.token_ids.is_empty(),
+        "nothing to run: pass --prompt, --prompts-file or --token-ids"
+    );
+    if args.output.is_dir() {
+        bail!(
+            "--output {} is a directory (expected a .safetensors file path)",
+            args.output.display()
+        );
+    }
     let model = args.model.load()?;
-    let mut inputs: Vec<Vec<u32>> = args
-        .prompts
-        .collect()?
+    let vocab = model.decoder.config.vocab_size;
+    for (i, t) in args.token_ids.iter().enumerate() {
+        if let Some(bad) = t.0.iter().find(|&&id| id as usize >= vocab) {
+            bail!(
+                "--token-ids (sequence {i}): token id {bad} is out of range for the model's vocabulary of \
+                 {vocab}"
+            );
+        }
+    }
+    let mut inputs: Vec<Vec<u32>> = prompts
         .iter()
         .map(|p| model.tokenizer.encode(p, true))
         .collect::<Result<_, _>>()?;
     inputs.extend(args.token_ids.iter().map(|t| t.0.clone()));
-    ensure!(
-        !inputs.is_empty(),
-        "nothing to run: pass --prompt, --prompts-file or --token-ids"
-    );
     if let Some(i) = inputs.iter().position(Vec::is_empty) {
         bail!("input {i} tokenizes to no tokens");
     }

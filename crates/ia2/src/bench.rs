@@ -26,6 +26,16 @@ pub struct BenchCommand {
 }
 
 pub fn run(args: &BenchCommand) -> Result<()> {
+    // Every selected suite's options are checked before the first suite runs.
+    if args.suite.contains(&Suite::Model) {
+        args.model.validate()?;
+    }
+    if args.suite.contains(&Suite::Train) {
+        args.train.validate()?;
+    }
+    if args.suite.contains(&Suite::Eval) {
+        args.eval.validate()?;
+    }
     if args.suite.contains(&Suite::Model) {
         println!("{}\n", ia2_model::bench::run(&args.model)?);
     }

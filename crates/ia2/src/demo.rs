@@ -64,13 +64,10 @@ struct Row {
 }
 
 fn mean_std(v: &[f64]) -> String {
-    if v.is_empty() {
-        return "-".into();
+    match ia2_eval::metrics::mean_std(v) {
+        Some((mean, std)) => format!("{mean:6.1} ± {std:4.1}"),
+        None => "-".into(),
     }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    format!("{mean:6.1} ± {std:4.1}")
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {

@@ -34,14 +34,78 @@ pub struct GenerateArgs {
     pub output: Option<PathBuf>,
 }
 
+impl GenerateArgs {
+    /// Checks the options that need no model (before it is loaded).
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        ensure!(
+            self.max_new_tokens > 0,
+            "--max-new-tokens must be at least 1"
+        );
+        ensure!(
+            self.stop.iter().all(|s| !s.is_empty()),
+            "--stop: an empty stop string would stop every generation at once"
+        );
+        Ok(())
+    }
+}
+
+/// `--max-new-tokens` against the model's position limit: the longest prompt (plus prompt-tuning virtual
+/// tokens) and the new tokens must fit in `max_position_embeddings`.
+pub fn check_position_limit(
+    longest_prompt: usize,
+    virtual_tokens: usize,
+    max_new_tokens: usize,
+    max_positions: usize,
+) -> Result<()> {
+    let room = max_positions.saturating_sub(longest_prompt + virtual_tokens);
+    ensure!(
+        longest_prompt + virtual_tokens < max_positions,
+        "the longest prompt has {longest_prompt} tokens{}, the model's max_position_embeddings is \
+         {max_positions}: nothing can be generated",
+        if virtual_tokens > 0 {
+            format!(" (+ {virtual_tokens} virtual tokens)")
+        } else {
+            String::new()
+        }
+    );
+    ensure!(
+        max_new_tokens <= room,
+        "--max-new-tokens {max_new_tokens} is past the model's position limit: the longest prompt has \
+         {longest_prompt} tokens{}, max_position_embeddings is {max_positions}, so at most {room} new tokens",
+        if virtual_tokens > 0 {
+            format!(" (+ {virtual_tokens} virtual tokens)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
 pub fn run(args: GenerateArgs) -> Result<()> {
+    args.validate()?;
     let prompts = args.prompts.collect()?;
     ensure!(
         !prompts.is_empty(),
         "no prompts: pass --prompt TEXT or --prompts-file FILE"
     );
-    ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let model = args.model.load()?;
+    let all_ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| model.tokenizer.encode(p, true))
+        .collect::<Result<_, _>>()?;
+    if let Some(i) = all_ids.iter().position(Vec::is_empty) {
+        anyhow::bail!("prompt {i} tokenizes to no tokens");
+    }
+    check_position_limit(
+        all_ids.iter().map(Vec::len).max().unwrap_or(0),
+        model
+            .adapter
+            .as_ref()
+            .map_or(0, ia2_model::Adapter::num_virtual_tokens),
+        args.max_new_tokens,
+        model.decoder.config.max_position_embeddings,
+    )?;
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         eos_token_ids: if args.ignore_eos {
@@ -49,11 +113,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         } else {
             model.generation.eos_token_ids.clone()
         },
-        pad_token_id: model
-            .generation
-            .pad_token_id
-            .or(model.generation.eos_token_ids.first().copied())
-            .unwrap_or(0),
+        pad_token_id: model.generation.pad_id(),
         use_cache: !args.no_cache,
     };
     let bar = ProgressBar::new((prompts.len() * args.max_new_tokens) as u64).with_style(
@@ -61,29 +121,28 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             .expect("valid template"),
     );
     let mut lines = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(args.batch_size) {
-        let ids: Vec<Vec<u32>> = chunk
-            .iter()
-            .map(|p| model.tokenizer.encode(p, true))
-            .collect::<Result<_, _>>()?;
-        let stop_check = |_: usize, tokens: &[u32]| {
-            !args.stop.is_empty()
-                && model
-                    .tokenizer
-                    .decode(tokens, true)
-                    .is_ok_and(|t| args.stop.iter().any(|s| t.contains(s.as_str())))
+    for (chunk, ids) in prompts
+        .chunks(args.batch_size)
+        .zip(all_ids.chunks(args.batch_size))
+    {
+        // Incremental: each step decodes only the new token's piece (not the whole continuation).
+        let mut stops = ia2_hf::StopStrings::new(&args.stop, chunk.len());
+        let stop_check = |row: usize, tokens: &[u32]| {
+            stops
+                .reached(&model.tokenizer, row, tokens)
+                .unwrap_or(false)
         };
         let before = bar.position();
         let generated = greedy(
             &model.decoder,
             model.adapter.as_ref(),
-            &ids,
+            ids,
             &options,
             stop_check,
             |_| bar.inc(chunk.len() as u64),
         )?;
         bar.set_position(before + (chunk.len() * args.max_new_tokens) as u64);
-        for ((prompt, prompt_ids), g) in chunk.iter().zip(&ids).zip(generated) {
+        for ((prompt, prompt_ids), g) in chunk.iter().zip(ids).zip(generated) {
             let mut completion = model.tokenizer.decode(&g.tokens, true)?;
             if g.stop == StopReason::StopString
                 && let Some(cut) = args
@@ -131,4 +190,20 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         None => print!("{text}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_position_limit;
+
+    #[test]
+    fn max_new_tokens_is_capped_at_the_position_limit() {
+        assert!(check_position_limit(10, 0, 22, 32).is_ok());
+        let e = check_position_limit(10, 0, 23, 32).unwrap_err().to_string();
+        assert!(e.contains("--max-new-tokens 23") && e.contains("at most 22"), "{e}");
+        let e = check_position_limit(10, 20, 3, 32).unwrap_err().to_string();
+        assert!(e.contains("at most 2") && e.contains("20 virtual"), "{e}");
+        assert!(check_position_limit(32, 0, 1, 32).is_err());
+        assert!(check_position_limit(0, 0, usize::MAX, 32).is_err());
+    }
 }

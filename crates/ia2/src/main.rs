@@ -1,11 +1,14 @@
 //! `ia2`: ICL Activation Alignment research toolkit.
 
 mod activations;
+mod analyze;
 mod bench;
 mod demo;
 mod eval;
 mod generate;
 mod prompts;
+mod sweep;
+mod report;
 mod toy;
 
 use clap::{Parser, Subcommand};
@@ -51,9 +54,16 @@ enum Command {
     Train(Box<ia2_train::TrainArgs>),
     /// Collect and cache the teacher targets (ICL responses, activations, distributions) without training.
     Teacher(Box<ia2_train::TrainArgs>),
+    /// Grids of trainings and evaluations as one resumable plan (DAG + ledger), locally or on Slurm.
+    Sweep(Box<sweep::SweepArgs>),
     /// The project's own tiny in-context learner: pretrain (or reuse) it, write held-out toy task datasets.
     #[command(subcommand)]
     Toy(toy::ToyCommand),
+    /// Mechanistic analyses of trained adapters: LoRA subspace overlap, activation similarity (and vs performance).
+    #[command(subcommand)]
+    Analyze(analyze::AnalyzeCommand),
+    /// Aggregated results (hp selection, mean/std/CI, paired tests vs SFT), plots, CSV/Markdown/LaTeX tables and one HTML report; `reparse` re-applies answer parsers.
+    Report(Box<report::ReportArgs>),
 }
 
 fn main() {
@@ -89,7 +99,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(*args),
         Command::Bench(args) => bench::run(&args),
         Command::Toy(cmd) => toy::run(cmd),
+        Command::Sweep(args) => sweep::run(*args),
         Command::Demo(args) => demo::run(&args),
+        Command::Analyze(cmd) => analyze::run(cmd),
+        Command::Report(args) => report::run(*args),
     }
 }
 

@@ -75,6 +75,16 @@ pub fn run(cmd: ToyCommand) -> Result<()> {
             Ok(())
         }
         ToyCommand::Dataset(a) => {
+            for (flag, v) in [
+                ("--num-train-samples", a.num_train_samples),
+                ("--num-val-samples", a.num_val_samples),
+            ] {
+                anyhow::ensure!(v > 0, "{flag} must be at least 1");
+                anyhow::ensure!(
+                    v <= 1_000_000,
+                    "{flag} {v} is implausibly large (at most 1000000)"
+                );
+            }
             let path = ia2_toy::write_task_dataset(
                 a.task_seed,
                 &a.data_dir,

@@ -13,18 +13,11 @@ pub fn manifest() -> PathBuf {
 
 /// `../shared/data/raw`, or `None` (with a printed notice) when the shared checkout is absent.
 pub fn raw_dir() -> Option<PathBuf> {
-    let p = manifest().join("../../../shared/data/raw");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("NOTICE: {} absent; skipping raw-data test", p.display());
-        None
-    }
+    ia2_testkit::shared_path("data/raw")
 }
 
 pub fn tokenizer_path() -> Option<PathBuf> {
-    let p = manifest().join("../../../shared/tokenizers/qwen3/tokenizer.json");
-    p.is_file().then_some(p)
+    ia2_testkit::shared_path("tokenizers/qwen3/tokenizer.json")
 }
 
 pub fn tokenizer() -> Option<&'static tokenizers::Tokenizer> {

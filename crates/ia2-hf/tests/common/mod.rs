@@ -6,9 +6,15 @@ pub fn shared() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
     if p.join("fixtures").is_dir() {
         Some(p)
+    } else if std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false")) {
+        // The same rule as ia2_testkit::fixtures_root (ia2-testkit depends on this crate).
+        panic!(
+            "shared fixtures not found at {}, and CI is set: fixture tests must not be skipped in CI",
+            p.display()
+        );
     } else {
         eprintln!(
-            "NOTICE: shared fixtures not found at {}; skipping",
+            "SKIPPED: shared fixtures not found at {} (with CI set this is a failure)",
             p.display()
         );
         None

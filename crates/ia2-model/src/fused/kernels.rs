@@ -321,7 +321,8 @@ impl ScoreRows {
 }
 
 /// In place: `scores ← softmax(scale · scores)` over each row, masked keys getting probability 0.
-/// A row with every key masked gets all zeros (it has nothing to attend to).
+/// A row with every key masked gets all zeros (it has nothing to attend to); a NaN score among the
+/// unmasked keys makes the whole row NaN, as torch's softmax does.
 pub fn masked_softmax(scores: &mut [f32], mask: &[u8], rows: ScoreRows, scale: f32) {
     let task_rows = rows_per_task(rows.keys);
     scores
@@ -342,7 +343,12 @@ multiversioned! {
                 .map(|(&s, _)| s * scale)
                 .fold(f32::NEG_INFINITY, f32::max);
             if max == f32::NEG_INFINITY {
-                row.fill(0.0);
+                // No finite score to attend to. NaN stays NaN (as in torch's softmax: an all-NaN row
+                // comes from corrupt weights or inputs, which must not be hidden); a row with every key
+                // masked gets zeros, as burn's composed attention gives (the decoder never builds one:
+                // a query always sees itself).
+                let nan = row.iter().zip(m).any(|(s, &m)| m == 0 && s.is_nan());
+                row.fill(if nan { f32::NAN } else { 0.0 });
                 continue;
             }
             for (s, &m) in row.iter_mut().zip(m) {
@@ -650,5 +656,42 @@ mod tests {
         }
         let dead = heads * q + 1; // batch 1, head 0, query 1
         assert!(p[dead * t..][..t].iter().all(|&v| v == 0.0));
+    }
+
+    /// NaN stays NaN: an all-NaN row and a row with one NaN among its unmasked keys give NaN
+    /// probabilities (torch's softmax), a NaN under the mask is ignored, a fully masked row gives zeros.
+    #[test]
+    fn masked_softmax_keeps_nan() {
+        let t = 4;
+        let rows = ScoreRows {
+            per_batch: 4,
+            queries: 4,
+            keys: t,
+        };
+        let nan = f32::NAN;
+        #[rustfmt::skip]
+        let scores = vec![
+            nan, nan, nan, nan, // all NaN
+            0.5, nan, 1.0, 2.0, // one NaN, unmasked
+            0.5, nan, 1.0, 2.0, // one NaN, masked
+            nan, nan, nan, nan, // all NaN, all masked
+        ];
+        #[rustfmt::skip]
+        let mask = vec![
+            0, 0, 0, 0,
+            0, 0, 0, 0,
+            0, 1, 0, 0,
+            1, 1, 1, 1,
+        ];
+        let mut p = scores.clone();
+        masked_softmax(&mut p, &mask, rows, 1.0);
+        assert!(p[..8].iter().all(|v| v.is_nan()), "{:?}", &p[..8]);
+        let z: f64 = [0.5f64, 1.0, 2.0].iter().map(|x| x.exp()).sum();
+        close(
+            &p[8..12],
+            &[0.5f64.exp() / z, 0.0, 1f64.exp() / z, 2f64.exp() / z],
+            1e-6,
+        );
+        assert_eq!(&p[12..], &[0.0; 4]);
     }
 }

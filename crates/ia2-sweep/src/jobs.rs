@@ -1,0 +1,570 @@
+//! The one place that turns jobs into the commands' arguments (`TrainArgs`, `EvalArgs`, `TrainSetsArgs`, ...)
+//! and runs them in-process, with base models loaded once per worker ([`Models`]); and the checks that a
+//! finished job's outputs are still what it produced ([`verify`]).
+
+use crate::config::SweepConfig;
+use crate::ledger::{Ev, Ledger, Snapshot};
+use crate::plan::{Job, JobKind, Plan, Point};
+use anyhow::{Context, Result, bail, ensure};
+use ia2_eval::EvalArgs;
+use ia2_load::LoadedModel;
+use ia2_train::{LabelType, TrainArgs};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Whether the `report` stage can run: set to true once `ia2-report` offers a callable entry point (wire it
+/// in [`run_report`]).
+pub const REPORT_AVAILABLE: bool = false;
+
+fn path_str(p: &Path) -> Result<String> {
+    p.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("path {} is not UTF-8", p.display()))
+}
+
+/// The model options every model command shares.
+fn model_words(c: &SweepConfig) -> Vec<String> {
+    let mut w = Vec::new();
+    match &c.model_id {
+        Some(id) => {
+            w.extend(["--model-id".to_string(), id.clone()]);
+            if let Some(r) = &c.revision {
+                w.extend(["--revision".to_string(), r.clone()]);
+            }
+        }
+        None => w.extend(["--model".to_string(), c.model.clone()]),
+    }
+    w.extend([
+        "--dtype".to_string(),
+        c.dtype.clone(),
+        "--device".to_string(),
+        c.device.clone(),
+    ]);
+    w
+}
+
+/// The key under which workers keep a loaded base model.
+pub fn model_key(c: &SweepConfig) -> String {
+    model_words(c).join(" ")
+}
+
+fn common_train_words(c: &SweepConfig) -> Result<Vec<String>> {
+    let t = &c.train;
+    let mut w = model_words(c);
+    w.extend(
+        [
+            "--data-dir",
+            &path_str(&c.data_dir)?,
+            "--output-dir",
+            &path_str(&c.output_dir)?,
+            "--num-train-epochs",
+            &t.num_train_epochs.to_string(),
+            "--batch-size",
+            &t.batch_size.to_string(),
+            "--micro-batch",
+            &t.micro_batch.to_string(),
+            "--patience",
+            &t.patience.to_string(),
+            "--dev-eval-steps",
+            &t.dev_eval_steps.to_string(),
+            "--seed",
+            &t.seed.to_string(),
+            "--teacher-batch",
+            &t.teacher_batch.to_string(),
+            "--num-shuffles",
+            &t.num_shuffles.to_string(),
+            "--checkpoint-frequency",
+            &t.checkpoint_frequency.to_string(),
+        ]
+        .map(str::to_string),
+    );
+    if let Some(g) = t.gradient_clip_val {
+        w.extend(["--gradient-clip-val".to_string(), g.to_string()]);
+    }
+    for (on, flag) in [
+        (t.shuffle_demos, "--shuffle-demos"),
+        (t.fixed_demos, "--fixed-demos"),
+        (t.log_weight_norms, "--log-weight-norms"),
+        (t.log_checkpoints, "--log-checkpoints"),
+    ] {
+        if on {
+            w.push(flag.to_string());
+        }
+    }
+    Ok(w)
+}
+
+fn ldr_words(w: &mut Vec<String>, ldr: Option<crate::plan::Ldr>) {
+    if let Some(l) = ldr {
+        w.extend([
+            "--ldr-mode".to_string(),
+            "--num-labelled-samples".to_string(),
+            l.n.to_string(),
+            "--num-unlabelled-samples".to_string(),
+            l.m.to_string(),
+            "--max-permutations".to_string(),
+            l.k.to_string(),
+        ]);
+    }
+}
+
+/// `ia2 train` arguments of one run of a point (each option by name: the seed passed LoRA LDR options
+/// positionally, in the wrong order).
+pub fn train_args(c: &SweepConfig, p: &Point, run: usize) -> Result<TrainArgs> {
+    let mut w = common_train_words(c)?;
+    w.extend(
+        [
+            "--training-method",
+            &p.method.to_string(),
+            "--dataset",
+            &p.dataset,
+            "--num-generated-tokens",
+            &p.num_generated_tokens.to_string(),
+            "--num-train-examples",
+            &p.num_train_examples.to_string(),
+            "--lr",
+            &p.lr.to_string(),
+            "--lora-type",
+            &p.lora_type,
+            "--lora-r",
+            &p.lora_r.to_string(),
+            "--lora-alpha",
+            &p.lora_alpha.to_string(),
+            "--ia3-type",
+            &p.ia3_type,
+            "--num-virtual-tokens",
+            &p.num_virtual_tokens.to_string(),
+            "--label-type",
+            p.label_type.as_str(),
+            "--ce-loss-weight",
+            &p.ce_loss_weight.to_string(),
+            "--tokl-top-k",
+            &p.tokl_top_k.to_string(),
+            "--num-runs",
+            &(run + 1).to_string(),
+            "--run-index",
+            &run.to_string(),
+        ]
+        .map(str::to_string),
+    );
+    ldr_words(&mut w, p.ldr);
+    TrainArgs::from_cli(w).context("building the training options")
+}
+
+/// The arguments that collect one training file's teacher targets (`ia2 teacher`).
+pub fn teacher_args(c: &SweepConfig, kind: &JobKind) -> Result<TrainArgs> {
+    let JobKind::Teacher {
+        dataset,
+        num_generated_tokens,
+        num_train_examples,
+        ldr,
+        distributions,
+        run,
+    } = kind
+    else {
+        bail!("not a teacher job");
+    };
+    let mut w = common_train_words(c)?;
+    let method = if distributions.is_some() { "tokl" } else { "act" };
+    w.extend(
+        [
+            "--training-method",
+            method,
+            "--dataset",
+            dataset,
+            "--num-generated-tokens",
+            &num_generated_tokens.to_string(),
+            "--num-train-examples",
+            &num_train_examples.to_string(),
+            "--label-type",
+            LabelType::IclOutputs.as_str(),
+            "--num-runs",
+            &(run + 1).to_string(),
+            "--run-index",
+            &run.to_string(),
+        ]
+        .map(str::to_string),
+    );
+    if let Some(k) = distributions {
+        w.extend(["--tokl-top-k".to_string(), k.to_string()]);
+    }
+    ldr_words(&mut w, *ldr);
+    TrainArgs::from_cli(w).context("building the teacher options")
+}
+
+fn eval_words(c: &SweepConfig) -> Result<Vec<String>> {
+    let e = &c.eval;
+    let mut w = model_words(c);
+    w.extend([
+        "--outputs-dir".to_string(),
+        path_str(&c.output_dir)?,
+        "--data-dir".to_string(),
+        path_str(&c.data_dir)?,
+        "--top-k".to_string(),
+        e.top_k.to_string(),
+        "--batch-size".to_string(),
+        e.batch_size.to_string(),
+        "--icl-max-demos".to_string(),
+    ]);
+    w.extend(e.icl_max_demos.iter().map(ToString::to_string));
+    if !e.eval_datasets.is_empty() {
+        w.push("--eval-datasets".into());
+        w.extend(e.eval_datasets.iter().cloned());
+    }
+    if !e.icl_source_datasets.is_empty() {
+        w.push("--icl-source-datasets".into());
+        w.extend(e.icl_source_datasets.iter().cloned());
+    }
+    if let Some(t) = e.num_gen_tokens_eval {
+        w.extend(["--num-gen-tokens-eval".to_string(), t.to_string()]);
+    }
+    if let Some(k) = e.max_eval_examples {
+        w.extend(["--max-eval-examples".to_string(), k.to_string()]);
+    }
+    if e.uncertainty_analysis {
+        w.push("--uncertainty-analysis".into());
+    }
+    if e.no_merge {
+        w.push("--no-merge".into());
+    }
+    Ok(w)
+}
+
+/// `ia2 eval` of exactly one trained run.
+pub fn eval_run_args(c: &SweepConfig, run_dir: &Path) -> Result<EvalArgs> {
+    let mut w = eval_words(c)?;
+    w.extend(["--adapter".to_string(), path_str(run_dir)?]);
+    EvalArgs::from_cli(w).context("building the evaluation options")
+}
+
+/// `ia2 eval` of the base model for one N and every run.
+pub fn eval_base_args(c: &SweepConfig, n: usize) -> Result<EvalArgs> {
+    let mut w = eval_words(c)?;
+    if c.eval.eval_datasets.is_empty() {
+        w.push("--eval-datasets".into());
+        w.extend(c.datasets.iter().cloned());
+    }
+    w.extend([
+        "--model-types".to_string(),
+        "base".to_string(),
+        "--num-examples".to_string(),
+        n.to_string(),
+        "--run-indices".to_string(),
+    ]);
+    w.extend((0..c.num_runs).map(|r| r.to_string()));
+    EvalArgs::from_cli(w).context("building the base-model evaluation options")
+}
+
+/// `ia2 data train-sets` of one dataset.
+pub fn train_sets_args(
+    c: &SweepConfig,
+    dataset: &str,
+    ns: &[usize],
+) -> ia2_data::train_sets::TrainSetsArgs {
+    ia2_data::train_sets::TrainSetsArgs {
+        num_runs: c.num_runs as u32,
+        max_icl_demos: c.data.max_icl_demos,
+        num_dev_examples: c.data.num_dev_examples,
+        shuffle_demos: c.train.shuffle_demos,
+        num_shuffles: c.train.num_shuffles,
+        fixed_demos: c.train.fixed_demos,
+        ..ia2_data::train_sets::TrainSetsArgs::new(dataset, c.data_dir.clone(), ns.to_vec())
+    }
+}
+
+fn ldr_args(c: &SweepConfig, dataset: &str) -> ia2_data::ldr::LdrArgs {
+    ia2_data::ldr::LdrArgs {
+        dataset: dataset.to_string(),
+        num_labelled: c.num_labelled_samples.clone(),
+        num_unlabelled: c.num_unlabelled_samples.clone(),
+        max_permutations: c.max_permutations.clone(),
+        num_runs: c.num_runs as u32,
+        num_dev_examples: c.data.num_dev_examples,
+        data_dir: c.data_dir.clone(),
+        force: false,
+    }
+}
+
+/// Base models a worker keeps loaded between jobs.
+#[derive(Default)]
+pub struct Models {
+    loaded: HashMap<String, LoadedModel>,
+    /// Weight loads so far (also recorded in the ledger).
+    pub loads: usize,
+}
+
+impl Models {
+    /// The loaded model of `c` (loaded now, and recorded, when it is not yet).
+    pub fn get(&mut self, c: &SweepConfig, ledger: &Ledger, worker: &str) -> Result<&LoadedModel> {
+        let key = model_key(c);
+        if !self.loaded.contains_key(&key) {
+            let started = Instant::now();
+            let args = train_args_for_model(c)?;
+            let m = args.model.load().context("loading the base model")?;
+            let secs = started.elapsed().as_secs_f64();
+            self.loads += 1;
+            ledger.record(
+                None,
+                Ev::ModelLoad {
+                    model: key.clone(),
+                    secs,
+                    worker: worker.to_string(),
+                    host: crate::ledger::hostname(),
+                    pid: std::process::id(),
+                },
+            )?;
+            tracing::info!(model = %key, secs, "base model loaded");
+            self.loaded.insert(key.clone(), m);
+        }
+        Ok(&self.loaded[&key])
+    }
+
+    /// An owned handle on the loaded model (the decoder's tensors are shared, the tokenizer is re-read).
+    pub fn share(&mut self, c: &SweepConfig, ledger: &Ledger, worker: &str) -> Result<LoadedModel> {
+        let m = self.get(c, ledger, worker)?;
+        Ok(LoadedModel {
+            decoder: m.decoder.clone(),
+            tokenizer: ia2_hf::Tokenizer::from_dir(&m.dir)
+                .with_context(|| format!("reading the tokenizer of {}", m.dir.display()))?,
+            generation: m.generation.clone(),
+            adapter: None,
+            description: m.description.clone(),
+            dir: m.dir.clone(),
+        })
+    }
+
+    /// Drops every model (after a panic the state of a model is not trusted).
+    pub fn clear(&mut self) {
+        self.loaded.clear();
+    }
+}
+
+fn train_args_for_model(c: &SweepConfig) -> Result<TrainArgs> {
+    TrainArgs::from_cli(model_words(c)).context("model options")
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, Default)]
+pub struct Produced {
+    pub outputs: Vec<String>,
+    pub identity: Option<String>,
+    pub note: String,
+}
+
+/// The identity of a run directory: `ia2.identity` of its training_config.json when recorded, else the
+/// sha256 of the file.
+pub fn run_identity(dir: &Path) -> Option<String> {
+    let path = dir.join(ia2_train::output::CONFIG_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if let Some(id) = v.pointer("/ia2/identity").and_then(|x| x.as_str()) {
+        return Some(id.to_string());
+    }
+    Some(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Checks that a finished job's recorded outputs are still there (and, for runs, unchanged). `Err` says why
+/// the job must run again.
+pub fn verify(job: &Job, outputs: &[String], identity: Option<&str>) -> std::result::Result<(), String> {
+    match &job.kind {
+        JobKind::Train { .. } => {
+            let dir = outputs.first().ok_or("no run directory recorded")?;
+            let dir = Path::new(dir);
+            if !ia2_train::output::is_complete(dir) {
+                return Err(format!("{} is not a finished run any more", dir.display()));
+            }
+            if let Some(want) = identity
+                && run_identity(dir).as_deref() != Some(want)
+            {
+                return Err(format!(
+                    "{} was replaced by another run (identity changed)",
+                    dir.display()
+                ));
+            }
+            Ok(())
+        }
+        JobKind::EvalRun { .. } | JobKind::EvalBase { .. } => {
+            if outputs.is_empty() {
+                return Err("no result files recorded".into());
+            }
+            for p in outputs {
+                if !ia2_eval::results::is_finished(Path::new(p)) {
+                    return Err(format!("{p} is not a finished evaluation any more"));
+                }
+            }
+            Ok(())
+        }
+        _ => {
+            for p in outputs {
+                if !Path::new(p).exists() {
+                    return Err(format!("{p} is gone"));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs one job in this process.
+pub fn execute(
+    job: &Job,
+    plan: &Plan,
+    snap: &Snapshot,
+    models: &mut Models,
+    ledger: &Ledger,
+    worker: &str,
+) -> Result<Produced> {
+    let c = &plan.config;
+    if let Ok(fail) = std::env::var("IA2_SWEEP_FAIL_JOB")
+        && !fail.is_empty()
+        && job.id.contains(&fail)
+    {
+        // Fault injection for tests and drills: fails every job whose id contains the value.
+        bail!("injected failure (IA2_SWEEP_FAIL_JOB={fail}) in {}", job.id);
+    }
+    if let Ok(slow) = std::env::var("IA2_SWEEP_SLOW_JOB")
+        && let Some((pat, secs)) = slow.rsplit_once(':')
+        && job.id.contains(pat)
+    {
+        // Fault injection: a job that hangs (for the timeout tests).
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs.parse().unwrap_or(60.0)));
+    }
+    match &job.kind {
+        JobKind::ToyData { name } => {
+            let t = c
+                .data
+                .toy
+                .iter()
+                .find(|t| &t.name == name)
+                .with_context(|| format!("no [[data.toy]] entry {name:?}"))?;
+            let main = c.data_dir.join(name).join("main.json");
+            if main.is_file() {
+                return Ok(Produced {
+                    outputs: vec![path_str(&main)?],
+                    note: "exists".into(),
+                    ..Default::default()
+                });
+            }
+            let p = ia2_toy::write_task_dataset(t.task_seed, &c.data_dir, name, t.num_train, t.num_val)?;
+            Ok(Produced {
+                outputs: vec![path_str(&p)?],
+                note: "written".into(),
+                ..Default::default()
+            })
+        }
+        JobKind::Prepare { dataset } => {
+            let p = c
+                .data
+                .prepare
+                .iter()
+                .find(|p| &p.dataset == dataset)
+                .with_context(|| format!("no [[data.prepare]] entry {dataset:?}"))?;
+            let args = ia2_data::prepare::PrepareArgs {
+                dataset: p.dataset.clone(),
+                source: p.source.clone(),
+                data_dir: c.data_dir.clone(),
+                tokenizer: p.tokenizer.clone(),
+                num_train_samples: p.num_train_samples,
+                num_val_samples: p.num_val_samples,
+                seed: 42,
+                force: false,
+            };
+            let path = match ia2_data::prepare::prepare(&args)? {
+                ia2_data::prepare::Outcome::Written(p) | ia2_data::prepare::Outcome::Skipped(p) => p,
+            };
+            Ok(Produced {
+                outputs: vec![path_str(&path)?],
+                ..Default::default()
+            })
+        }
+        JobKind::TrainSets { dataset, ns } => {
+            let args = train_sets_args(c, dataset, ns);
+            let mut outputs = Vec::new();
+            for &n in ns {
+                for r in 0..args.num_runs {
+                    outputs.push(path_str(&args.output_path(n, r))?);
+                }
+            }
+            ia2_data::train_sets::run(args)?;
+            Ok(Produced {
+                outputs,
+                ..Default::default()
+            })
+        }
+        JobKind::LdrSets { dataset } => {
+            ia2_data::ldr::run(ldr_args(c, dataset))?;
+            Ok(Produced {
+                outputs: vec![path_str(&c.data_dir.join(format!("{dataset}-ldr")))?],
+                ..Default::default()
+            })
+        }
+        JobKind::Teacher { .. } => {
+            let args = teacher_args(c, &job.kind)?;
+            let model = models.share(c, ledger, worker)?;
+            let paths = ia2_train::precompute_teacher_with_model(&args, model)?;
+            Ok(Produced {
+                outputs: paths.iter().map(|p| path_str(p)).collect::<Result<_>>()?,
+                ..Default::default()
+            })
+        }
+        JobKind::Train { point, run } => {
+            let args = train_args(c, point, *run)?;
+            let model = models.share(c, ledger, worker)?;
+            let outcomes = ia2_train::run_with_model(&args, model)?;
+            let o = outcomes.first().context("training produced no run")?;
+            Ok(Produced {
+                outputs: vec![path_str(&o.dir)?],
+                identity: run_identity(&o.dir),
+                note: if o.trained {
+                    "trained".into()
+                } else {
+                    "finished run found".into()
+                },
+            })
+        }
+        JobKind::EvalRun { point, run } => {
+            let train = format!("train/{}/run{run}", point.key());
+            let state = snap.state(&train);
+            let dir = state
+                .outputs
+                .first()
+                .with_context(|| format!("the run directory of {train} is not in the ledger"))?;
+            let args = eval_run_args(c, &PathBuf::from(dir))?;
+            eval(&args, models, c, ledger, worker)
+        }
+        JobKind::EvalBase { num_train_examples } => {
+            let args = eval_base_args(c, *num_train_examples)?;
+            eval(&args, models, c, ledger, worker)
+        }
+        JobKind::Report => run_report(plan),
+    }
+}
+
+fn eval(
+    args: &EvalArgs,
+    models: &mut Models,
+    c: &SweepConfig,
+    ledger: &Ledger,
+    worker: &str,
+) -> Result<Produced> {
+    let model = models.get(c, ledger, worker)?;
+    let summary = ia2_eval::run_with_model(args, model)?;
+    ensure!(summary.failed == 0, "{} evaluation(s) failed", summary.failed);
+    let outputs = summary
+        .entries
+        .iter()
+        .map(|e| path_str(&e.result_path))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Produced {
+        outputs,
+        identity: None,
+        note: format!("{} evaluated, {} already there", summary.evaluated, summary.skipped),
+    })
+}
+
+/// The report hook: calls `ia2-report` once it has an entry point (see [`REPORT_AVAILABLE`]).
+fn run_report(_plan: &Plan) -> Result<Produced> {
+    bail!("the report component is not available in this build")
+}
