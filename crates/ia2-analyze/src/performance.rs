@@ -1,12 +1,11 @@
-//! Per-run evaluation results (`outputs/evaluations/**.json`, written by `ia2 eval`), read leniently, and the
-//! join of similarity with accuracy and ECE (analysis.md, "Similarity versus performance").
+//! Per-run evaluation results (`outputs/evaluations/**.json`, written by `ia2 eval`, read by `ia2 report`'s
+//! loader) for the join of similarity with accuracy and ECE (analysis.md, "Similarity versus performance").
 //!
-//! A result belongs to a run through `evaluation_config.adapter.dir` (the run directory it evaluated), so
-//! per-run similarity is paired with that run's own accuracy, never a run average.
+//! A result belongs to a run through the run directory it evaluated, so per-run similarity is paired with
+//! that run's own accuracy, never a run average.
 
 use crate::select::RunInfo;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -41,72 +40,42 @@ fn canonical(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            continue;
-        }
-        if p.is_dir() {
-            walk(&p, out);
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
-        }
-    }
-}
-
-fn num(m: &Value, k: &str) -> Option<f64> {
-    m.get(k).and_then(Value::as_f64)
-}
-
 impl EvalIndex {
-    /// Reads `outputs/evaluations/**.json` (missing directory: empty index).
+    /// Every adapter evaluation under `outputs/evaluations/`, read with `ia2_report::select::load_results`
+    /// (the reader `ia2 report` uses; missing directory: empty index).
     pub fn load(outputs: &Path) -> EvalIndex {
-        let mut files = Vec::new();
-        walk(&outputs.join("evaluations"), &mut files);
         let mut idx = EvalIndex::default();
-        for f in files {
-            let v: Value = match std::fs::read(&f)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    idx.unreadable.push(format!("{}: {e}", f.display()));
-                    continue;
-                }
-            };
-            if v.get("status").and_then(Value::as_str) != Some("complete") {
-                continue;
+        if !outputs.join("evaluations").is_dir() {
+            return idx;
+        }
+        let loaded = match ia2_report::select::load_results(outputs) {
+            Ok(l) => l,
+            Err(e) => {
+                idx.unreadable.push(format!("{e:#}"));
+                return idx;
             }
-            let ec = &v["evaluation_config"];
-            let Some(dir) = ec["adapter"]["dir"].as_str() else {
+        };
+        for p in &loaded.problems {
+            idx.unreadable
+                .push(format!("{} ({}): {}", p.path, p.kind, p.detail));
+        }
+        for e in loaded.entries {
+            let Some(dir) = &e.run_dir else {
                 continue;
             };
-            let m = &v["metrics"];
-            let uncertainty = ec["uncertainty_analysis"].as_bool().unwrap_or(false);
+            let m = |k: &str| e.metrics.get(k).copied();
             let em = EvalMetrics {
-                path: f.clone(),
-                eval_dataset: ec["eval_dataset_name"].as_str().unwrap_or("").to_string(),
-                icl_source: ec["icl_source_dataset"].as_str().map(String::from),
-                num_generated_tokens: ec["num_generated_tokens_eval"].as_u64().map(|x| x as usize),
-                uncertainty,
-                accuracy: num(m, "without_icl_accuracy_top1")
-                    .or_else(|| num(m, "without_icl_accuracy")),
-                accuracy_label_set: num(m, "without_icl_accuracy_label_set"),
-                ece: num(m, "without_icl_ece_top1"),
-                ece_label: num(m, "without_icl_ece_label"),
+                path: e.path.clone(),
+                eval_dataset: e.key.eval.clone(),
+                icl_source: Some(e.key.icl_source.clone()),
+                num_generated_tokens: Some(e.key.eval_t),
+                uncertainty: e.key.uncertainty,
+                accuracy: m("without_icl_accuracy_top1").or_else(|| m("without_icl_accuracy")),
+                accuracy_label_set: m("without_icl_accuracy_label_set"),
+                ece: m("without_icl_ece_top1"),
+                ece_label: m("without_icl_ece_label"),
             };
-            idx.by_adapter
-                .entry(canonical(Path::new(dir)))
-                .or_default()
-                .push(em);
+            idx.by_adapter.entry(canonical(dir)).or_default().push(em);
         }
         idx
     }

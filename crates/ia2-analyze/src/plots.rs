@@ -69,8 +69,10 @@ fn fontdb() -> Arc<resvg::usvg::fontdb::Database> {
 /// are logged, never fatal: the SVG is the figure of record.
 pub fn write_figure(dir: &Path, stem: &str, svg: &str) -> Result<()> {
     ia2_data::io::write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
-    let mut opt = resvg::usvg::Options::default();
-    opt.fontdb = fontdb();
+    let opt = resvg::usvg::Options {
+        fontdb: fontdb(),
+        ..Default::default()
+    };
     let png = (|| -> Result<Vec<u8>> {
         let tree = resvg::usvg::Tree::from_str(svg, &opt).map_err(|e| anyhow!("{e}"))?;
         let size = tree.size().to_int_size();
@@ -93,8 +95,10 @@ pub fn write_figure(dir: &Path, stem: &str, svg: &str) -> Result<()> {
         Err(e) => tracing::warn!("{stem}.png not written: {e:#}"),
     }
     let pdf = (|| -> Result<Vec<u8>> {
-        let mut o = svg2pdf::usvg::Options::default();
-        o.fontdb = fontdb();
+        let o = svg2pdf::usvg::Options {
+            fontdb: fontdb(),
+            ..Default::default()
+        };
         let tree = svg2pdf::usvg::Tree::from_str(svg, &o).map_err(|e| anyhow!("{e}"))?;
         svg2pdf::to_pdf(
             &tree,
@@ -1022,22 +1026,25 @@ pub fn vs_performance_plots(vs: &VsPerformance, dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// The y coordinate of the first `<text>` element holding exactly `label`.
+    /// The `attr` attribute of the first `<text>` element whose (trimmed) content is `label`.
+    fn text_attr(svg: &str, label: &str, attr: &str) -> f64 {
+        for chunk in svg.split("<text").skip(1) {
+            let (tag, rest) = chunk.split_once('>').unwrap();
+            let content = rest.split("</text>").next().unwrap().trim();
+            if content == label {
+                let v = tag.split(&format!("{attr}=\"")).nth(1).unwrap();
+                return v[..v.find('"').unwrap()].parse().unwrap();
+            }
+        }
+        panic!("{label} not in the figure")
+    }
+
     fn text_y(svg: &str, label: &str) -> f64 {
-        let end = svg
-            .find(&format!(">{label}</text>"))
-            .unwrap_or_else(|| panic!("{label} not in the figure"));
-        let start = svg[..end].rfind("<text").unwrap();
-        let tag = &svg[start..end];
-        let y = tag.split("y=\"").nth(1).unwrap();
-        y[..y.find('"').unwrap()].parse().unwrap()
+        text_attr(svg, label, "y")
     }
 
     fn text_x(svg: &str, label: &str) -> f64 {
-        let end = svg.find(&format!(">{label}</text>")).unwrap();
-        let start = svg[..end].rfind("<text").unwrap();
-        let x = svg[start..end].split("x=\"").nth(1).unwrap();
-        x[..x.find('"').unwrap()].parse().unwrap()
+        text_attr(svg, label, "x")
     }
 
     #[test]
@@ -1051,7 +1058,11 @@ mod tests {
         let rows: Vec<String> = ["rowA", "rowB", "rowC"].map(String::from).to_vec();
         let cols: Vec<String> = ["colX", "colY"].map(String::from).to_vec();
         let svg = heatmap("t", "columns", "rows", &cols, &rows, &values).unwrap();
-        let (ya, yb, yc) = (text_y(&svg, "rowA"), text_y(&svg, "rowB"), text_y(&svg, "rowC"));
+        let (ya, yb, yc) = (
+            text_y(&svg, "rowA"),
+            text_y(&svg, "rowB"),
+            text_y(&svg, "rowC"),
+        );
         assert!(ya < yb && yb < yc, "first row on top: {ya} {yb} {yc}");
         assert!(text_x(&svg, "colX") < text_x(&svg, "colY"));
         // Cell annotations sit in their row and column.

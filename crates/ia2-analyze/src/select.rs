@@ -2,10 +2,13 @@
 //! key (model, trained dataset, T, adapter settings) and N, and one hyper-parameter point per (key, N, method)
 //! chosen as analysis.md's "Aggregation and hyper-parameter selection" defines it.
 //!
-//! This is the boundary the analyses code against ([`select`]): it follows the same rules as `ia2 report`
-//! (`dev_loss`: argmin of the mean `best_dev_loss` over runs; `performance`: argmax of the mean without-ICL
-//! accuracy, selected on the evaluation set and labelled so) and can be switched to `ia2_report`'s selection
-//! without changing its callers.
+//! [`select`] is the boundary the analyses code against. Where evaluation results exist, the choice is
+//! `ia2_report::select`'s, the one `ia2 report` makes (`dev_loss`: lowest mean `best_dev_loss` over runs,
+//! ties to the smaller point; `performance`: highest mean without-ICL accuracy, selected on the evaluation
+//! set and labelled so): a (key, N, method) takes the runs of the point the report chose (the result of
+//! an in-domain evaluation preferred when there are several). A (key, N, method) without any evaluation
+//! result (e.g. subspace overlap before `ia2 eval`) falls back to the same rule applied to the run
+//! directories' `final_loss_statistics.json`; [`Selected::source`] says which.
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -144,6 +147,8 @@ pub struct Selected {
     pub candidates: BTreeMap<String, Option<f64>>,
     /// Runs of the chosen point by run index.
     pub runs: BTreeMap<u32, RunInfo>,
+    /// `ia2_report::select (<key title>)` or `run directories (no evaluation results)`.
+    pub source: String,
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -394,18 +399,120 @@ pub fn select_from(
             criterion,
             candidates,
             runs: by_run,
+            source: "run directories (no evaluation results)".into(),
         });
     }
     out
 }
 
-/// Discovery and selection in one call.
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Replaces the run-directory choice of each (key, N, method) by `ia2_report::select`'s where evaluation
+/// results of its runs exist. `all` holds every discovered run (all points).
+fn apply_report_selection(
+    selected: &mut [Selected],
+    all: &[RunInfo],
+    outputs: &Path,
+    how: HpSelection,
+    messages: &mut Vec<String>,
+) {
+    if !outputs.join("evaluations").is_dir() {
+        return;
+    }
+    let loaded = match ia2_report::select::load_results(outputs) {
+        Ok(l) => l,
+        Err(e) => {
+            messages.push(format!("evaluation results not used for selection: {e:#}"));
+            return;
+        }
+    };
+    let how = match how {
+        HpSelection::DevLoss => ia2_report::HpSelection::DevLoss,
+        HpSelection::Performance => ia2_report::HpSelection::Performance,
+    };
+    let (selections, _problems) = ia2_report::select::select(&loaded.entries, how);
+    let dir_of = |i: usize| loaded.entries[i].run_dir.as_deref().map(canonical);
+    for sel in selected.iter_mut() {
+        // Every run directory of this (key, N, method), at any point.
+        let mine: BTreeMap<PathBuf, &RunInfo> = all
+            .iter()
+            .filter(|r| r.key == sel.key && r.n == sel.n && r.method == sel.method)
+            .map(|r| (canonical(&r.dir), r))
+            .collect();
+        // The report's selections over these runs; in-domain evaluations first, then uncertainty mode.
+        let mut matching: Vec<&ia2_report::select::Selection> = selections
+            .iter()
+            .filter(|s| {
+                s.candidates.iter().any(|c| {
+                    c.entries
+                        .iter()
+                        .any(|&i| dir_of(i).is_some_and(|d| mine.contains_key(&d)))
+                })
+            })
+            .collect();
+        matching.sort_by_key(|s| {
+            (
+                s.key.trained.as_deref() != Some(s.key.eval.as_str()),
+                !s.key.uncertainty,
+                s.key.clone(),
+            )
+        });
+        let Some(best) = matching.first() else {
+            continue;
+        };
+        let chosen = best.chosen();
+        let mut runs = BTreeMap::new();
+        for &i in &chosen.entries {
+            if let Some(r) = dir_of(i).and_then(|d| mine.get(&d)) {
+                runs.entry(r.run).or_insert_with(|| (*r).clone());
+            }
+        }
+        if runs.is_empty() {
+            continue;
+        }
+        let hp = runs
+            .values()
+            .next()
+            .map(|r| r.hp.clone())
+            .unwrap_or_default();
+        if hp != sel.hp {
+            messages.push(format!(
+                "{} N={} {}: the evaluated runs select {hp} (run directories alone: {})",
+                sel.key, sel.n, sel.method, sel.hp
+            ));
+        }
+        sel.hp = hp;
+        sel.criterion = match how {
+            ia2_report::HpSelection::DevLoss => chosen.mean_dev_loss,
+            ia2_report::HpSelection::Performance => chosen.mean_performance,
+        };
+        sel.runs = runs;
+        sel.source = format!("ia2_report::select ({})", best.key.title());
+    }
+}
+
+/// Discovery and selection in one call (see the module notes); the messages say where selection came
+/// from when it differs.
 pub fn select(
     cfg: &SelectionConfig,
     accuracy: &dyn Fn(&RunInfo) -> Option<f64>,
 ) -> Result<(Vec<Selected>, Vec<String>)> {
-    let (runs, skipped) = discover(cfg)?;
-    Ok((select_from(runs, cfg.hp_selection, accuracy), skipped))
+    let (runs, passed_over) = discover(cfg)?;
+    for p in &passed_over {
+        tracing::debug!("passed over: {p}");
+    }
+    let mut messages = Vec::new();
+    let mut selected = select_from(runs.clone(), cfg.hp_selection, accuracy);
+    apply_report_selection(
+        &mut selected,
+        &runs,
+        &cfg.outputs,
+        cfg.hp_selection,
+        &mut messages,
+    );
+    Ok((selected, messages))
 }
 
 /// Selected runs regrouped per (key, N): method → selection.

@@ -417,6 +417,8 @@ pub struct GroupSim {
     pub num_examples: usize,
     pub num_generated_tokens: usize,
     pub layers: usize,
+    /// Method → `hp via selection source`.
+    pub selection: BTreeMap<String, String>,
     /// Variant → method → result.
     pub variants: BTreeMap<String, BTreeMap<String, MethodResult>>,
 }
@@ -732,7 +734,7 @@ pub fn run(cfg: &SimilarityConfig) -> Result<SimilarityReport> {
     ensure!(cfg.num_examples > 0, "--num-examples must be at least 1");
     ensure!(!cfg.variants.is_empty(), "no similarity variant selected");
     let accuracy = crate::performance::accuracy_lookup(&cfg.selection.outputs);
-    let (selected, _passed) = select::select(&cfg.selection, &|r| accuracy(r))?;
+    let (selected, selection_messages) = select::select(&cfg.selection, &|r| accuracy(r))?;
     if selected.is_empty() {
         bail!(
             "no finished runs of {} under {}",
@@ -775,7 +777,7 @@ pub fn run(cfg: &SimilarityConfig) -> Result<SimilarityReport> {
         cache_dir,
         store: ia2_eval::prompts::DataStore::new(&cfg.data_dir),
     };
-    let mut messages = Vec::new();
+    let mut messages = selection_messages;
     let mut groups = Vec::new();
     let layers = loaded.decoder.config.num_hidden_layers;
     for ((key, n), methods) in select::by_group(&selected) {
@@ -880,6 +882,10 @@ pub fn run(cfg: &SimilarityConfig) -> Result<SimilarityReport> {
             num_examples: meta.3,
             num_generated_tokens: steps,
             layers,
+            selection: methods
+                .iter()
+                .map(|(m, s)| (m.clone(), format!("{} via {}", s.hp, s.source)))
+                .collect(),
             variants,
         });
     }

@@ -296,6 +296,8 @@ pub struct GroupResult {
     pub n: usize,
     /// Method → selected hyper-parameter point.
     pub selected_hp: BTreeMap<String, String>,
+    /// Method → where the selection came from (`ia2_report::select (...)` or run directories).
+    pub selection_source: BTreeMap<String, String>,
     pub pairs: Vec<PairResult>,
     pub skipped_pairs: Vec<String>,
     /// Effective rank summary per method: min and max over its sites and runs.
@@ -329,8 +331,15 @@ pub fn analyze_group(
     let mut bases: BTreeMap<(String, u32), AdapterBases> = BTreeMap::new();
     let mut flagged = Vec::new();
     let mut eff: BTreeMap<String, [usize; 2]> = BTreeMap::new();
+    // Pairs are of objectives: `tok` is `tok` (LoRA) or `ia3-tok` etc. (a key holds one adapter kind).
+    let objective = |m: &str| m.rsplit('-').next().unwrap_or(m).to_string();
+    let by_objective: BTreeMap<String, (&String, &Selected)> = methods
+        .iter()
+        .map(|(m, s)| (objective(m), (m, *s)))
+        .collect();
     for (m, sel) in methods {
-        if !PAIRS.iter().any(|(a, b)| a == m || b == m) {
+        let o = objective(m);
+        if !PAIRS.iter().any(|(a, b)| *a == o || *b == o) {
             continue;
         }
         for (run, info) in &sel.runs {
@@ -368,7 +377,7 @@ pub fn analyze_group(
     for (a, b) in PAIRS {
         let missing: Vec<&str> = [a, b]
             .into_iter()
-            .filter(|m| !methods.contains_key(*m))
+            .filter(|m| !by_objective.contains_key(*m))
             .collect();
         if !missing.is_empty() {
             let msg = format!(
@@ -380,7 +389,7 @@ pub fn analyze_group(
             skipped.push(msg);
             continue;
         }
-        let (sa, sb) = (methods[a], methods[b]);
+        let ((ma, sa), (mb, sb)) = (by_objective[a], by_objective[b]);
         let mut runs = Vec::new();
         for (run, ia) in &sa.runs {
             let Some(ib) = sb.runs.get(run) else {
@@ -389,10 +398,7 @@ pub fn analyze_group(
                 ));
                 continue;
             };
-            let c = compare(
-                &bases[&(a.to_string(), *run)],
-                &bases[&(b.to_string(), *run)],
-            );
+            let c = compare(&bases[&(ma.clone(), *run)], &bases[&(mb.clone(), *run)]);
             runs.push(RunPair {
                 run: *run,
                 dirs: [ia.dir.clone(), ib.dir.clone()],
@@ -438,6 +444,10 @@ pub fn analyze_group(
             .iter()
             .map(|(m, s)| (m.clone(), s.hp.clone()))
             .collect(),
+        selection_source: methods
+            .iter()
+            .map(|(m, s)| (m.clone(), s.source.clone()))
+            .collect(),
         pairs,
         skipped_pairs: skipped,
         effective_rank: eff,
@@ -445,13 +455,11 @@ pub fn analyze_group(
     })
 }
 
+/// Pair → N → mean ± std.
+type PerPairN = BTreeMap<String, BTreeMap<usize, MeanStd>>;
+
 /// Pools the groups' per-run means per pair and N.
-fn aggregate(
-    groups: &[GroupResult],
-) -> (
-    BTreeMap<String, BTreeMap<usize, MeanStd>>,
-    BTreeMap<String, Vec<f64>>,
-) {
+fn aggregate(groups: &[GroupResult]) -> (PerPairN, BTreeMap<String, Vec<f64>>) {
     let mut per_n: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
     let mut all: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for g in groups {
@@ -485,19 +493,9 @@ fn aggregate(
 
 /// `ia2 analyze subspace`: selection, overlaps, `subspace.json` and the plots under `cfg.out_dir`.
 pub fn run(cfg: &SubspaceConfig) -> Result<SubspaceReport> {
-    let mut sel_cfg = cfg.selection.clone();
-    for (a, b) in PAIRS {
-        for m in [a, b] {
-            if !sel_cfg.methods.iter().any(|x| x == m) {
-                sel_cfg.methods.push(m.to_string());
-            }
-        }
-    }
+    let sel_cfg = cfg.selection.clone();
     let accuracy = crate::performance::accuracy_lookup(&sel_cfg.outputs);
-    let (selected, passed_over) = select::select(&sel_cfg, &|r| accuracy(r))?;
-    for p in &passed_over {
-        tracing::debug!("passed over: {p}");
-    }
+    let (selected, selection_messages) = select::select(&sel_cfg, &|r| accuracy(r))?;
     if selected.is_empty() {
         bail!(
             "no finished runs of {} under {}",
@@ -505,7 +503,7 @@ pub fn run(cfg: &SubspaceConfig) -> Result<SubspaceReport> {
             sel_cfg.outputs.display()
         );
     }
-    let mut messages = Vec::new();
+    let mut messages = selection_messages;
     let mut groups = Vec::new();
     for ((key, n), methods) in select::by_group(&selected) {
         groups.push(analyze_group(

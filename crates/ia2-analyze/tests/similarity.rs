@@ -2,6 +2,9 @@
 //! and LoRA adapter): teacher-forced against the attention outputs of one plain forward pass over the whole
 //! sequence (what `ia2 activations` writes), free-running against greedy decoding with attention capture.
 
+// Index arithmetic over [layers, steps, hidden] reads best as plain index loops.
+#![allow(clippy::needless_range_loop)]
+
 use burn::tensor::{DType, Tensor};
 use ia2_analyze::similarity::{ExampleSim, cosine, free_running, teacher_forced};
 use ia2_model::{

@@ -242,6 +242,7 @@ fn a_non_lora_adapter_is_an_error_naming_it() {
 }
 
 /// A finished run directory as `ia2 train` writes it (the files the analyses read).
+#[allow(clippy::too_many_arguments)]
 fn write_run(
     outputs: &Path,
     method: &str,
@@ -336,6 +337,8 @@ fn run_selects_pairs_skips_missing_methods_and_writes_json_and_figures() {
     assert_eq!(report.groups.len(), 2);
     for g in &report.groups {
         assert_eq!(g.selected_hp["tok"], "lr=0.001");
+        // No evaluation results: selected from the run directories' dev losses.
+        assert!(g.selection_source["tok"].starts_with("run directories"));
         let get = |id: &str| g.pairs.iter().find(|p| p.pair == id).unwrap();
         let approx = |id: &str, want: f64| {
             let m = get(id).overall.unwrap();
@@ -393,4 +396,49 @@ fn run_selects_pairs_skips_missing_methods_and_writes_json_and_figures() {
     );
     let svg = std::fs::read_to_string(out.join("subspace_overlap_box.svg")).unwrap();
     assert!(svg.contains("SFT only vs IA2 only") && svg.contains("IA2 only vs IA2 → SFT"));
+}
+
+#[test]
+fn run_on_non_lora_runs_is_an_error_naming_the_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outputs = tmp.path().join("outputs");
+    for (method, run_name) in [("ia3-tok", "ia3_tok_run"), ("ia3-act", "ia3_act_run")] {
+        let dir = outputs.join(method).join("toy").join(run_name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = PeftConfig::Ia3(ia2_adapters::Ia3Config::new(&["k_proj"], &[] as &[&str]));
+        std::fs::write(
+            dir.join("adapter_config.json"),
+            cfg.to_json_string().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("adapter_model.safetensors"), b"").unwrap();
+        let config = json!({"dataset": "toy", "training_method": method, "model_name": "m",
+            "ia3_type": "k", "num_train_examples": 4, "run_idx": 0, "lr": 0.001});
+        std::fs::write(dir.join("training_config.json"), config.to_string()).unwrap();
+    }
+    let cfg = SubspaceConfig {
+        selection: SelectionConfig {
+            outputs: outputs.clone(),
+            methods: vec!["ia3-tok".into(), "ia3-act".into()],
+            ..SelectionConfig::default()
+        },
+        out_dir: tmp.path().join("analysis"),
+        plots: false,
+        ..SubspaceConfig::default()
+    };
+    let err = format!("{:#}", subspace::run(&cfg).unwrap_err());
+    assert!(
+        err.contains("ia3_act_run") && err.contains("IA3 adapter, not LoRA"),
+        "{err}"
+    );
+    // An outputs directory that does not exist is named.
+    let missing = SubspaceConfig {
+        selection: SelectionConfig {
+            outputs: tmp.path().join("nowhere"),
+            ..SelectionConfig::default()
+        },
+        ..cfg
+    };
+    let err = format!("{:#}", subspace::run(&missing).unwrap_err());
+    assert!(err.contains("nowhere"), "{err}");
 }

@@ -21,7 +21,7 @@
 //! ```
 
 use crate::schema::Example;
-use crate::splits::common::{WriteOutcome, load_main, progress, write_unless_exists};
+use crate::splits::common::{WriteOutcome, load_main, main_path, progress, write_derived};
 use crate::splits::sample::eval_demo_positions;
 use crate::splits::schema::{EvalDemosConfig, EvalDemosFile, TrainFile, render_demo};
 use crate::train_sets::train_file_path;
@@ -187,7 +187,11 @@ pub fn run(args: EvalDemosArgs) -> Result<()> {
             r,
             d,
         );
-        let outcome = write_unless_exists(&path, args.force, || {
+        let (eval_src, icl_src) = (
+            main_path(&args.data_dir, &args.eval_dataset),
+            main_path(&args.data_dir, &args.icl_source),
+        );
+        let outcome = write_derived(&path, &[&eval_src, &icl_src], args.force, || {
             let config = EvalDemosConfig {
                 eval_dataset: args.eval_dataset.clone(),
                 icl_source: args.icl_source.clone(),

@@ -4,38 +4,12 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to disk, then renamed
-/// over `path`. An interrupted or failed write never leaves a file at `path` (nor, on failure, the temporary).
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory (ia2's one temporary-name
+/// scheme, `.ia2-tmp-{pid}-{nonce}-{name}`, whose leftovers the next writer removes once their owner is
+/// dead), flushed to disk, then renamed over `path`. An interrupted or failed write never leaves a file at
+/// `path` (nor, on failure, the temporary).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating directory {}", dir.display()))?;
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("flushing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    ia2_runs::write_atomic(path, bytes)
 }
 
 /// Writes `value` as pretty JSON to `path` atomically (see [`write_atomic`]), so an interrupted run never leaves a

@@ -18,7 +18,7 @@
 //! `config` block recording the seed, N, M, K, P, the labelled pool positions and the P orders.
 
 use crate::schema::{Example, MainFile};
-use crate::splits::common::{WriteOutcome, load_main, progress, write_unless_exists};
+use crate::splits::common::{WriteOutcome, load_main, main_path, progress, write_derived};
 use crate::splits::sample::ldr_split;
 use crate::splits::schema::{IclDemos, Split, TrainFile, render_demo};
 use anyhow::{Result, bail};
@@ -154,7 +154,8 @@ pub fn run(args: LdrArgs) -> Result<()> {
     let (mut written, mut skipped) = (0, 0);
     for (n, m, k, r) in jobs {
         let path = ldr_file_path(&args.data_dir, &args.dataset, n, m, k, r);
-        match write_unless_exists(&path, args.force, || {
+        let source = main_path(&args.data_dir, &args.dataset);
+        match write_derived(&path, &[&source], args.force, || {
             build_ldr_file(&main, &args.dataset, n, m, k, args.num_dev_examples, r)
         })? {
             WriteOutcome::Written => written += 1,

@@ -20,7 +20,7 @@
 //! Schema: [`crate::splits::schema::TrainFile`]; our `config` key records the seed and counts.
 
 use crate::schema::{Example, MainFile};
-use crate::splits::common::{WriteOutcome, load_main, progress, write_unless_exists};
+use crate::splits::common::{WriteOutcome, load_main, main_path, progress, write_derived};
 use crate::splits::sample::{DemoIndices, demo_cap, training_split};
 use crate::splits::schema::{IclDemos, Split, TrainFile, render_demo};
 use anyhow::{Result, bail};
@@ -272,7 +272,10 @@ pub fn run(args: TrainSetsArgs) -> Result<()> {
     let (mut written, mut skipped) = (0, 0);
     for (n, r) in jobs {
         let path = args.output_path(n, r);
-        match write_unless_exists(&path, args.force, || build_train_file(&main, &args, n, r))? {
+        let source = main_path(&args.data_dir, &args.dataset);
+        match write_derived(&path, &[&source], args.force, || {
+            build_train_file(&main, &args, n, r)
+        })? {
             WriteOutcome::Written => written += 1,
             WriteOutcome::Skipped => skipped += 1,
         }

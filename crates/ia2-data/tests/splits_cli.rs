@@ -167,10 +167,11 @@ fn existing_files_are_skipped_unless_forced() {
     args.force = true;
     train_sets::run(args).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), original);
-    // No temporary files left behind.
+    // No temporary files left behind (the sidecar recording main.json's checksum stays).
     let leftovers: Vec<_> = std::fs::read_dir(tmp.0.join("toy/train"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().ends_with(".ia2-source.json"))
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 }
@@ -518,5 +519,50 @@ fn cli_flags_parse() {
     assert!(
         Cli::try_parse_from(["data", "train-sets", "--dataset", "sst2"]).is_err(),
         "N is required"
+    );
+}
+
+/// Training files record the main.json they were built from; `train-sets` rebuilds them once it changed.
+#[test]
+fn train_sets_rebuild_files_built_from_an_older_main_json() {
+    use ia2_data::train_sets::{TrainSetsArgs, run};
+    use ia2_runs::provenance::{SourceCheck, check_sources};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let main = data.join("t/main.json");
+    let ex = |i: usize| serde_json::json!({"idx": i, "question": format!("q{i}"), "answer": (i % 2).to_string()});
+    let write_main = |offset: usize| {
+        let v = serde_json::json!({"metadata": {"max_choices": 2}, 
+            "train_examples": (0..10).map(|i| ex(i + offset)).collect::<Vec<_>>(),
+            "val_examples": (0..3).map(ex).collect::<Vec<_>>()});
+        std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+        std::fs::write(&main, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    write_main(0);
+    let args = || TrainSetsArgs {
+        num_runs: 1,
+        ..TrainSetsArgs::new("t", data.clone(), vec![2])
+    };
+    run(args()).unwrap();
+    let file = data.join("t/train/2_0.json");
+    assert_eq!(
+        check_sources(&file, &[&main]).unwrap(),
+        SourceCheck::Current
+    );
+    let old = std::fs::read(&file).unwrap();
+    write_main(100);
+    assert!(matches!(
+        check_sources(&file, &[&main]).unwrap(),
+        SourceCheck::Changed(_)
+    ));
+    run(args()).unwrap();
+    assert_ne!(
+        std::fs::read(&file).unwrap(),
+        old,
+        "rebuilt from the new main.json"
+    );
+    assert_eq!(
+        check_sources(&file, &[&main]).unwrap(),
+        SourceCheck::Current
     );
 }

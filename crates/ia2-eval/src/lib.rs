@@ -28,12 +28,14 @@ pub mod engine;
 pub mod fingerprint;
 pub mod metrics;
 pub mod parse;
+mod plan;
 pub mod prompts;
 pub mod results;
 pub mod run;
 pub mod select;
+mod summary;
 
 pub use args::EvalArgs;
 pub use bench::{EvalBenchArgs, EvalBenchReport, run_bench};
 pub use fingerprint::base_model_fingerprint;
-pub use run::{Summary, SummaryEntry, plan, run, run_with_model};
+pub use run::{Status, Summary, SummaryEntry, plan, run, run_with_model};

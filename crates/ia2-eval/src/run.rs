@@ -3,529 +3,35 @@
 //! adapter, merged into a copy of the weights when it is LoRA/IA3) run both modes of every evaluation and
 //! write each result atomically, and a summary of the invocation.
 
+//!
+//! Split in three: [`crate::plan`] (what to evaluate), this module (running it) and [`crate::summary`]
+//! (what happened); everything public is re-exported here, so `ia2_eval::run::*` paths stay valid.
+
+pub use crate::plan::{Plan, Subject, Task, identity_inputs, plan, result_path};
+pub use crate::summary::{Status, Summary, SummaryEntry};
+
 use crate::args::EvalArgs;
 use crate::engine::{self, Continuation, NextToken};
-use crate::fingerprint::base_model_fingerprint;
 use crate::metrics;
-use crate::prompts::{DataStore, DemoPlan, EvalSet};
+use crate::prompts::{DataStore, EvalSet};
 use crate::results::{
     self, COMPLETE, MetricsKind, ModeResults, NextTokenInfo, ProbInfo, Record, ResultFile,
     StepsInfo,
 };
-use crate::select::{self, AdapterRun, ModelType};
+use crate::summary::{entry, headline_of, now_secs, utc};
 use anyhow::{Context, Result, bail, ensure};
 use ia2_hf::Tokenizer;
-use ia2_load::{LoadedModel, WeightDtype};
+use ia2_load::LoadedModel;
 use ia2_model::{Adapter, Decoder, GenerateOptions, StopReason};
 use ia2_runs::AdapterKind;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 use tracing::{info, warn};
 
 /// The stop string of generation (kept in the generated text).
 pub const STOP_STRING: &str = "\n\n";
-
-/// The model an evaluation runs.
-#[derive(Debug, Clone)]
-pub enum Subject {
-    Base,
-    Adapter(Arc<AdapterRun>),
-}
-
-impl Subject {
-    /// `base` or the training method.
-    pub fn model_type(&self) -> String {
-        match self {
-            Subject::Base => "base".to_string(),
-            Subject::Adapter(a) => a.method.to_string(),
-        }
-    }
-
-    fn key(&self) -> String {
-        match self {
-            Subject::Base => "base".to_string(),
-            Subject::Adapter(a) => a.dir.display().to_string(),
-        }
-    }
-}
-
-/// One planned evaluation.
-#[derive(Debug, Clone)]
-pub struct Task {
-    pub subject: Subject,
-    pub demo: DemoPlan,
-    /// Generated tokens T.
-    pub gen_tokens: usize,
-    pub path: PathBuf,
-    /// Everything that determines the result (see [`identity_inputs`]); its sha256 is the evaluation's
-    /// identity, recorded in the result and required to match for the result to be reused.
-    pub identity_inputs: Value,
-}
-
-impl Task {
-    fn label(&self) -> String {
-        let who = match &self.subject {
-            Subject::Base => "base".to_string(),
-            Subject::Adapter(a) => format!("{}/{}/{}", a.method, a.trained_dataset, a.name),
-        };
-        format!(
-            "{who} on {} (demos from {}, D={}, N={}, run {}, T={})",
-            self.demo.eval_dataset,
-            self.demo.icl_source,
-            self.demo.demos,
-            self.demo.n,
-            self.demo.run,
-            self.gen_tokens
-        )
-    }
-}
-
-/// What happened to one planned evaluation.
-#[derive(Debug, Clone, Serialize)]
-pub struct SummaryEntry {
-    /// `evaluated`, `skipped` (a finished result exists), `planned` (dry run) or `failed`.
-    pub status: String,
-    pub result_path: PathBuf,
-    pub model_type: String,
-    pub adapter: Option<PathBuf>,
-    pub trained_dataset: Option<String>,
-    pub eval_dataset: String,
-    pub icl_source: String,
-    pub icl_max_demos: usize,
-    pub num_train_examples: usize,
-    pub run_idx: u32,
-    pub num_generated_tokens_eval: usize,
-    /// Headline metrics (evaluated or skipped results).
-    pub metrics: Option<Value>,
-    pub error: Option<String>,
-}
-
-/// The outcome of one invocation.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    /// The summary file (`None` for a dry run).
-    pub path: Option<PathBuf>,
-    pub evaluated: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    pub elapsed_s: f64,
-    pub entries: Vec<SummaryEntry>,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pct = |m: &Option<Value>, k: &str| {
-            m.as_ref()
-                .and_then(|m| m.get(k))
-                .and_then(Value::as_f64)
-                .map_or("-".to_string(), |v| format!("{v:.1}"))
-        };
-        writeln!(
-            f,
-            "{:<9} {:<10} {:<14} {:<12} {:<12} {:>4} {:>4} {:>3} {:>4} {:>7} {:>7} {:>7}  result",
-            "status",
-            "model",
-            "trained",
-            "eval",
-            "demos from",
-            "D",
-            "N",
-            "run",
-            "T",
-            "icl%",
-            "no-icl%",
-            "delta"
-        )?;
-        for e in &self.entries {
-            writeln!(
-                f,
-                "{:<9} {:<10} {:<14} {:<12} {:<12} {:>4} {:>4} {:>3} {:>4} {:>7} {:>7} {:>7}  {}",
-                e.status,
-                e.model_type,
-                e.trained_dataset.as_deref().unwrap_or("-"),
-                e.eval_dataset,
-                e.icl_source,
-                e.icl_max_demos,
-                e.num_train_examples,
-                e.run_idx,
-                e.num_generated_tokens_eval,
-                pct(&e.metrics, "with_icl_accuracy"),
-                pct(&e.metrics, "without_icl_accuracy"),
-                pct(&e.metrics, "accuracy_delta"),
-                e.result_path.display()
-            )?;
-            if let Some(err) = &e.error {
-                writeln!(f, "          error: {err}")?;
-            }
-        }
-        write!(
-            f,
-            "{} evaluated, {} skipped (already finished), {} failed in {:.1} s",
-            self.evaluated, self.skipped, self.failed, self.elapsed_s
-        )?;
-        if let Some(p) = &self.path {
-            write!(f, "; summary: {}", p.display())?;
-        }
-        Ok(())
-    }
-}
-
-/// Everything decided before the model is loaded.
-pub struct Plan {
-    pub tasks: Vec<Task>,
-    pub model_name: String,
-    pub model_dir: PathBuf,
-    pub fingerprint: String,
-    /// Runs passed over, with the reason (logged; listed when nothing matched).
-    pub passed_over: Vec<String>,
-}
-
-/// The result file of one evaluation ([`ia2_runs::layout::result_path`]).
-pub fn result_path(
-    args: &EvalArgs,
-    model_name: &str,
-    subject: &Subject,
-    demo: &DemoPlan,
-    gen_tokens: usize,
-) -> PathBuf {
-    let dtype = format!("{:?}", args.model.dtype).to_lowercase();
-    let subject = match subject {
-        Subject::Base => ia2_runs::ResultSubject::Base { model_name },
-        Subject::Adapter(a) => ia2_runs::ResultSubject::Adapter {
-            method: a.method,
-            trained_dataset: &a.trained_dataset,
-            run_name: &a.name,
-        },
-    };
-    ia2_runs::result_path(
-        &args.outputs_dir,
-        &ia2_runs::ResultName {
-            subject,
-            eval_dataset: &demo.eval_dataset,
-            icl_source: &demo.icl_source,
-            demos: demo.demos,
-            n: demo.n,
-            run: demo.run as usize,
-            gen_tokens,
-            uncertainty_top_k: args.uncertainty_analysis.then_some(args.top_k),
-            max_eval_examples: args.max_eval_examples,
-            dtype_suffix: (args.model.dtype != WeightDtype::F32).then_some(dtype.as_str()),
-        },
-    )
-}
-
-/// Everything that determines an evaluation's result: the code version, the base model's fingerprint and
-/// dtype, the adapter's identity and weights checksum, the evaluation's settings and the checksums of its
-/// input data files.
-pub fn identity_inputs(
-    args: &EvalArgs,
-    fingerprint: &str,
-    subject: &Subject,
-    demo: &DemoPlan,
-    gen_tokens: usize,
-) -> Result<Value> {
-    let adapter = match subject {
-        Subject::Base => Value::Null,
-        Subject::Adapter(a) => json!({
-            "identity": a.config.identity,
-            "weights_sha256": ia2_runs::file_sha256_cached(&a.dir.join(ia2_runs::layout::ADAPTER_WEIGHTS_FILE))?,
-        }),
-    };
-    let mut files: Vec<(String, String)> = demo
-        .inputs
-        .iter()
-        .map(|d| (d.role.clone(), d.sha256.clone()))
-        .collect();
-    files.sort();
-    Ok(json!({
-        "code_version": ia2_runs::CODE_VERSION,
-        "base_model_fingerprint": fingerprint,
-        "dtype": format!("{:?}", args.model.dtype).to_lowercase(),
-        "adapter": adapter,
-        "model_type": subject.model_type(),
-        "eval_dataset": demo.eval_dataset,
-        "icl_source": demo.icl_source,
-        "icl_max_demos": demo.demos,
-        "num_train_examples": demo.n,
-        "run_idx": demo.run,
-        "num_generated_tokens_eval": gen_tokens,
-        "uncertainty_analysis": args.uncertainty_analysis,
-        "top_k": args.uncertainty_analysis.then_some(args.top_k),
-        "max_eval_examples": args.max_eval_examples,
-        "data_files": files.into_iter().map(|(role, sha)| json!({"role": role, "sha256": sha})).collect::<Vec<_>>(),
-    }))
-}
-
-/// Selects the adapters of this invocation (see [`select`]).
-fn select_adapters(
-    args: &EvalArgs,
-    types: &[ModelType],
-    model_name: &str,
-    fingerprint: &str,
-    passed_over: &mut Vec<String>,
-) -> Result<Vec<Arc<AdapterRun>>> {
-    let mut warnings = BTreeSet::new();
-    let mut check_fp = |run: &AdapterRun| -> Result<()> {
-        if let Some(w) = select::check_fingerprint(run, fingerprint)? {
-            warnings.insert(w);
-        }
-        Ok(())
-    };
-    let selected = if let Some(dir) = &args.model.adapter {
-        let run = match AdapterRun::read(dir, None, None)
-            .with_context(|| format!("--adapter {}", dir.display()))?
-        {
-            Ok(run) => run,
-            Err(reason) => bail!("--adapter {}: not a trained run ({reason})", dir.display()),
-        };
-        if let Some(m) = run.config.model_name.as_deref()
-            && m != model_name
-        {
-            bail!(
-                "--adapter {} was trained on base model {m:?}, not the evaluated {model_name:?}",
-                dir.display()
-            );
-        }
-        ensure!(
-            run.num_train_examples().is_some() && run.config.run_idx.is_some(),
-            "--adapter {}: training_config.json lacks num_train_examples or run_idx (needed to pick its demo set)",
-            dir.display()
-        );
-        check_fp(&run)?;
-        vec![Arc::new(run)]
-    } else {
-        let methods: Vec<_> = types
-            .iter()
-            .filter_map(|t| match t {
-                ModelType::Trained(m) => Some(*m),
-                ModelType::Base => None,
-            })
-            .collect();
-        if methods.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (runs, skipped) =
-            select::discover(&args.outputs_dir, &methods, &args.trained_datasets)?;
-        passed_over.extend(skipped);
-        let filters = args.filters(model_name);
-        let mut selected = Vec::new();
-        for run in runs {
-            match filters.check(&run) {
-                Ok(()) => {
-                    check_fp(&run)?;
-                    selected.push(Arc::new(run));
-                }
-                Err(reason) => {
-                    if reason.starts_with("trained on base model") {
-                        warn!("skipping {}: {reason}", run.dir.display());
-                    }
-                    passed_over.push(format!("{}: {reason}", run.dir.display()));
-                }
-            }
-        }
-        if selected.is_empty() {
-            let mut msg = format!(
-                "no matching adapters under {} for model types {} and base model {model_name:?}",
-                args.outputs_dir.display(),
-                methods
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            if passed_over.is_empty() {
-                msg.push_str(" (no run directories found; expected {outputs-dir}/{method}/{dataset}/{run}/ with adapter_config.json, adapter_model.safetensors and training_config.json)");
-            } else {
-                msg.push_str(&format!("; {} run(s) passed over:", passed_over.len()));
-                for p in passed_over.iter().take(10) {
-                    msg.push_str(&format!("\n  {p}"));
-                }
-                if passed_over.len() > 10 {
-                    msg.push_str(&format!("\n  ... and {} more", passed_over.len() - 10));
-                }
-            }
-            bail!(msg);
-        }
-        selected
-    };
-    for w in warnings {
-        warn!("{w}");
-    }
-    Ok(selected)
-}
-
-/// Selection, demo sets and result paths of every evaluation; nothing is loaded or written.
-pub fn plan(args: &EvalArgs) -> Result<Plan> {
-    args.validate()?;
-    let types = args.model_types()?;
-    let model_name = args.model.model_name();
-    let model_dir = args.model.resolve_dir()?;
-    let fingerprint = base_model_fingerprint(&model_dir)?;
-    let mut passed_over = Vec::new();
-    let adapters = select_adapters(args, &types, &model_name, &fingerprint, &mut passed_over)?;
-    let want_base = types.contains(&ModelType::Base);
-    let mut store = DataStore::new(&args.data_dir);
-    let mut tasks = Vec::new();
-    let mut paths = HashSet::new();
-    let mut push = |store: &mut DataStore,
-                    tasks: &mut Vec<Task>,
-                    subject: &Subject,
-                    eval: &str,
-                    n: usize,
-                    run: u32|
-     -> Result<()> {
-        let info = store.dataset(eval)?.info.clone();
-        let gen_tokens = args
-            .num_gen_tokens_eval
-            .unwrap_or_else(|| info.default_gen_tokens());
-        let sources: Vec<String> = if args.icl_source_datasets.is_empty() {
-            vec![eval.to_string()]
-        } else {
-            args.icl_source_datasets.clone()
-        };
-        for source in &sources {
-            for &requested in &args.icl_max_demos {
-                let demo = store.plan_demos(eval, source, n, run, requested)?;
-                let path = result_path(args, &model_name, subject, &demo, gen_tokens);
-                // Two requested counts capped to the same D are one evaluation.
-                if paths.insert(path.clone()) {
-                    let identity_inputs =
-                        identity_inputs(args, &fingerprint, subject, &demo, gen_tokens)?;
-                    tasks.push(Task {
-                        subject: subject.clone(),
-                        demo,
-                        gen_tokens,
-                        path,
-                        identity_inputs,
-                    });
-                }
-            }
-        }
-        Ok(())
-    };
-    if want_base {
-        let eval_sets: Vec<String> = if !args.eval_datasets.is_empty() {
-            args.eval_datasets.clone()
-        } else {
-            let set: BTreeSet<String> =
-                adapters.iter().map(|a| a.trained_dataset.clone()).collect();
-            set.into_iter().collect()
-        };
-        ensure!(
-            !eval_sets.is_empty(),
-            "evaluating the base model needs --eval-datasets"
-        );
-        let pairs: Vec<(usize, u32)> =
-            if !args.num_examples.is_empty() && !args.run_indices.is_empty() {
-                args.num_examples
-                    .iter()
-                    .flat_map(|&n| args.run_indices.iter().map(move |&r| (n, r)))
-                    .collect()
-            } else {
-                let set: BTreeSet<(usize, u32)> = adapters
-                    .iter()
-                    .filter_map(|a| Some((a.num_train_examples()?, a.config.run_idx?)))
-                    .collect();
-                set.into_iter().collect()
-            };
-        ensure!(
-            !pairs.is_empty(),
-            "evaluating the base model needs the N and run of its demo sets (data/<source>/train/{{N}}_{{run}}.json): pass --num-examples and --run-indices"
-        );
-        for eval in &eval_sets {
-            for &(n, r) in &pairs {
-                push(&mut store, &mut tasks, &Subject::Base, eval, n, r)?;
-            }
-        }
-    }
-    for a in &adapters {
-        let subject = Subject::Adapter(a.clone());
-        let evals: Vec<String> = if args.eval_datasets.is_empty() {
-            vec![a.trained_dataset.clone()]
-        } else {
-            args.eval_datasets.clone()
-        };
-        let (n, r) = (
-            a.num_train_examples().context("checked by the filters")?,
-            a.config.run_idx.context("checked by the filters")?,
-        );
-        for eval in &evals {
-            push(&mut store, &mut tasks, &subject, eval, n, r)
-                .with_context(|| format!("planning the evaluation of {}", a.dir.display()))?;
-        }
-    }
-    for p in &passed_over {
-        tracing::debug!("passed over {p}");
-    }
-    Ok(Plan {
-        tasks,
-        model_name,
-        model_dir,
-        fingerprint,
-        passed_over,
-    })
-}
-
-/// Civil UTC date-time of a Unix time, `YYYYmmdd_HHMMSS` and ISO 8601.
-fn utc(secs: u64) -> (String, String) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
-    (
-        format!("{y:04}{m:02}{d:02}_{hh:02}{mm:02}{ss:02}"),
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
-    )
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn entry(task: &Task, status: &str, metrics: Option<Value>, error: Option<String>) -> SummaryEntry {
-    let (adapter, trained) = match &task.subject {
-        Subject::Base => (None, None),
-        Subject::Adapter(a) => (Some(a.dir.clone()), Some(a.trained_dataset.clone())),
-    };
-    SummaryEntry {
-        status: status.to_string(),
-        result_path: task.path.clone(),
-        model_type: task.subject.model_type(),
-        adapter,
-        trained_dataset: trained,
-        eval_dataset: task.demo.eval_dataset.clone(),
-        icl_source: task.demo.icl_source.clone(),
-        icl_max_demos: task.demo.demos,
-        num_train_examples: task.demo.n,
-        run_idx: task.demo.run,
-        num_generated_tokens_eval: task.gen_tokens,
-        metrics,
-        error,
-    }
-}
-
-fn headline_of(path: &Path) -> Option<Value> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
-    Some(results::headline(v.get("metrics")?.as_object()?))
-}
 
 /// Runs `ia2 eval`: every planned evaluation not finished yet, then the summary file
 /// `{outputs}/evaluation_summaries/eval_{UTC time}_{pid}.json`.
@@ -561,7 +67,7 @@ fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary>
         }
         match results::existing_result(&task.path, &task.identity_inputs) {
             results::ExistingResult::Same => {
-                entries.push(entry(task, "skipped", headline_of(&task.path), None))
+                entries.push(entry(task, Status::Skipped, headline_of(&task.path), None))
             }
             results::ExistingResult::Missing => todo.push(task.clone()),
             results::ExistingResult::Incomplete(why) => {
@@ -572,16 +78,20 @@ fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary>
                 todo.push(task.clone());
             }
             results::ExistingResult::Different(differences) => {
-                // Changed input data (or a result written before identities existed): the old result is
-                // outdated and replaced. Anything else (another base model or adapter of the same name,
-                // other settings) is a result worth keeping: replacing it needs --overwrite.
-                let outdated = differences
+                // Changed input data, a retrained adapter (same directory, other weights) or a result
+                // written before identities existed: the old result is outdated and replaced. Anything
+                // else (another base model of the same name, other settings) is a result worth keeping:
+                // replacing it needs --overwrite.
+                let outdated = differences.iter().all(|d| {
+                    ["data_files", "code_version", "adapter."]
+                        .iter()
+                        .any(|p| d.starts_with(p))
+                }) || differences
                     .iter()
-                    .all(|d| d.starts_with("data_files") || d.starts_with("code_version"))
-                    || differences.iter().any(|d| d.starts_with("code_version: (absent)"));
+                    .any(|d| d.starts_with("code_version: (absent)"));
                 if outdated {
                     warn!(
-                        "{} was computed from other data or code ({}): evaluating again",
+                        "{} was computed from other data, adapter weights or code ({}): evaluating again",
                         task.path.display(),
                         differences.join("; ")
                     );
@@ -594,7 +104,7 @@ fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary>
                         "--overwrite",
                     );
                     failures.push(format!("{}: {msg}", task.label()));
-                    entries.push(entry(task, "failed", None, Some(msg)));
+                    entries.push(entry(task, Status::Failed, None, Some(msg)));
                 }
             }
         }
@@ -606,11 +116,14 @@ fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary>
         "evaluations"
     );
     if args.dry_run {
-        entries.extend(todo.iter().map(|t| entry(t, "planned", None, None)));
+        entries.extend(todo.iter().map(|t| entry(t, Status::Planned, None, None)));
         return Ok(Summary {
             path: None,
             evaluated: 0,
-            skipped: entries.iter().filter(|e| e.status == "skipped").count(),
+            skipped: entries
+                .iter()
+                .filter(|e| e.status == Status::Skipped)
+                .count(),
             failed: failures.len(),
             elapsed_s: started.elapsed().as_secs_f64(),
             entries,
@@ -656,7 +169,7 @@ fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary>
                 Err(e) => {
                     let msg = format!("{e:#}");
                     for t in group {
-                        entries.push(entry(t, "failed", None, Some(msg.clone())));
+                        entries.push(entry(t, Status::Failed, None, Some(msg.clone())));
                         failures.push(format!("{}: {msg}", t.label()));
                     }
                     if args.keep_going {
@@ -670,14 +183,14 @@ fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary>
                 match runner.evaluate(&view, task, &mut store) {
                     Ok(metrics) => entries.push(entry(
                         task,
-                        "evaluated",
+                        Status::Evaluated,
                         Some(results::headline(&metrics)),
                         None,
                     )),
                     Err(e) => {
                         let msg = format!("{e:#}");
                         warn!("{} failed: {msg}", task.label());
-                        entries.push(entry(task, "failed", None, Some(msg.clone())));
+                        entries.push(entry(task, Status::Failed, None, Some(msg.clone())));
                         failures.push(format!("{}: {msg}", task.label()));
                         if !args.keep_going {
                             break 'groups;
@@ -687,9 +200,18 @@ fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary>
             }
         }
     }
-    let evaluated = entries.iter().filter(|e| e.status == "evaluated").count();
-    let skipped = entries.iter().filter(|e| e.status == "skipped").count();
-    let failed = entries.iter().filter(|e| e.status == "failed").count();
+    let evaluated = entries
+        .iter()
+        .filter(|e| e.status == Status::Evaluated)
+        .count();
+    let skipped = entries
+        .iter()
+        .filter(|e| e.status == Status::Skipped)
+        .count();
+    let failed = entries
+        .iter()
+        .filter(|e| e.status == Status::Failed)
+        .count();
     let (stamp, iso) = utc(started_at);
     let summary_path = args
         .outputs_dir
@@ -885,7 +407,10 @@ impl<'a> Runner<'a> {
             && results::existing_result(&task.path, &task.identity_inputs)
                 == results::ExistingResult::Same
         {
-            info!("{} was finished by another process meanwhile", task.path.display());
+            info!(
+                "{} was finished by another process meanwhile",
+                task.path.display()
+            );
             return Ok(results::read_result(&task.path)?.metrics);
         }
         let started = Instant::now();
@@ -1268,16 +793,4 @@ fn stop_string_reached(tok: &Tokenizer, tokens: &[u32]) -> bool {
     let tail = &tokens[tokens.len().saturating_sub(4)..];
     tok.decode(tail, true)
         .is_ok_and(|t| t.contains(STOP_STRING))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(utc(0).1, "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400).1, "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_700_000_000).0, "20231114_221320");
-    }
 }

@@ -348,3 +348,53 @@ fn struct_literal_validation() {
     c.head_dim = 0;
     assert!(c.validate().unwrap_err().to_string().contains("head_dim"));
 }
+
+/// Absurd sizes are errors naming the field before anything is allocated from them.
+#[test]
+fn implausibly_large_sizes_are_refused() {
+    for (field, value) in [
+        ("num_hidden_layers", serde_json::json!(1_000_000_000_000_000u64)),
+        ("vocab_size", serde_json::json!(1_000_000_000_000u64)),
+        ("hidden_size", serde_json::json!(1u64 << 40)),
+        ("intermediate_size", serde_json::json!(1u64 << 40)),
+        ("max_position_embeddings", serde_json::json!(1u64 << 50)),
+    ] {
+        let e = err_text(&with(QWEN3_4B_BASE, &[(field, value)]));
+        assert!(
+            e.contains(field) && e.contains("implausibly large"),
+            "{field}: {e}"
+        );
+    }
+    // Real models stay well inside the limits.
+    parse(QWEN3_4B_BASE).unwrap();
+    parse(LLAMA31_8B).unwrap();
+}
+
+/// config.json is checked against the checkpoint before the weights are loaded: vocabulary and hidden size
+/// against the embedding's shape, the layer count against the layers present.
+#[test]
+fn config_values_are_checked_against_the_weights() {
+    let Some(model) = common::fixture_model("qwen3-tiny") else {
+        return;
+    };
+    let weights = ia2_hf::Weights::open(&model).unwrap();
+    let config = ModelConfig::from_dir(&model).unwrap();
+    let path = model.join("config.json");
+    config.check_weights(&path, &weights).unwrap();
+    let check = |edit: &dyn Fn(&mut ModelConfig)| {
+        let mut c = config.clone();
+        edit(&mut c);
+        c.check_weights(&path, &weights).unwrap_err().to_string()
+    };
+    let e = check(&|c| c.vocab_size += 1);
+    assert!(e.contains("vocab_size") && e.contains("embed_tokens"), "{e}");
+    let e = check(&|c| c.hidden_size += 2);
+    assert!(e.contains("hidden_size"), "{e}");
+    let e = check(&|c| c.num_hidden_layers += 1);
+    assert!(
+        e.contains("num_hidden_layers") && e.contains(&format!("holds {} layers", config.num_hidden_layers)),
+        "{e}"
+    );
+    let e = check(&|c| c.num_hidden_layers -= 1);
+    assert!(e.contains("num_hidden_layers") && e.contains("more layers"), "{e}");
+}

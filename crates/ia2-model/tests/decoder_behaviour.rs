@@ -295,14 +295,45 @@ fn nan_weights_give_nan_logits() {
     let dims = w.dims();
     *w = Tensor::<2>::full(dims, f32::NAN, &device());
     let batch = Batch::single(&[1, 2, 3, 4]);
-    for fused in [true] {
-        model.fused = fused;
-        let (logits, _) = logits_at(&model, &batch, Positions::All);
-        assert!(
-            logits.iter().all(|v| v.is_nan()),
-            "fused={fused}: {} of {} logits are not NaN",
-            logits.iter().filter(|v| !v.is_nan()).count(),
-            logits.len()
-        );
-    }
+    assert!(model.fused);
+    let (logits, _) = logits_at(&model, &batch, Positions::All);
+    assert!(
+        logits.iter().all(|v| v.is_nan()),
+        "{} of {} logits are not NaN",
+        logits.iter().filter(|v| !v.is_nan()).count(),
+        logits.len()
+    );
+}
+
+/// Positions past `max_position_embeddings` are an error before anything is allocated for them, also when
+/// a KV cache grows past the limit.
+#[test]
+fn positions_past_the_limit_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ia2_model::builtin::materialize("tiny-qwen3", tmp.path()).unwrap();
+    let mut model = ia2_model::load_decoder(&dir, burn::tensor::DType::F32, &device()).unwrap();
+    model.config.max_position_embeddings = 8;
+    let capture = Capture {
+        logits: Positions::Last,
+        attn: Positions::None,
+    };
+    let run = |ids: &[u32], cache: &mut ia2_model::KvCache| {
+        model.forward(&Batch::single(ids), cache, None, &capture)
+    };
+    let mut cache = model.new_cache(1, None);
+    run(&[1; 8], &mut cache).expect("8 positions fit");
+    let err = run(&[1], &mut cache).unwrap_err().to_string();
+    assert!(
+        err.contains("9 positions") && err.contains("max_position_embeddings 8"),
+        "{err}"
+    );
+    let err = run(&[1; 9], &mut model.new_cache(1, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_position_embeddings"), "{err}");
+    // Left padding does not count.
+    let batch = Batch::left_padded(&[vec![1; 8], vec![2; 3]], 0);
+    model
+        .forward(&batch, &mut model.new_cache(2, None), None, &capture)
+        .expect("padding takes no position");
 }

@@ -273,8 +273,14 @@ fn draw_vs_n(
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], style));
             } else {
                 let marker = line.marker;
+                // A single point is drawn by its marker (a one-point polyline is not valid SVG).
+                let path = if pts.len() > 1 {
+                    pts.clone()
+                } else {
+                    Vec::new()
+                };
                 chart
-                    .draw_series(LineSeries::new(pts.clone(), style))
+                    .draw_series(LineSeries::new(path, style))
                     .map_err(plot_err)?
                     .label(line.label.clone())
                     .legend(move |(x, y)| {
@@ -679,7 +685,14 @@ pub fn training_figures(agg: &Aggregated, cfg: &PlotConfig) -> Result<Vec<Figure
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 4, y)], style));
                 } else {
                     chart
-                        .draw_series(LineSeries::new(pts.clone(), style))
+                        .draw_series(LineSeries::new(
+                            if pts.len() > 1 {
+                                pts.clone()
+                            } else {
+                                Vec::new()
+                            },
+                            style,
+                        ))
                         .map_err(plot_err)?
                         .label(label.clone())
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));

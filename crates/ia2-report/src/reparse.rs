@@ -193,7 +193,12 @@ pub fn reparse_file(path: &Path, cfg: &ReparseConfig) -> Result<Reparsed> {
         .into_iter()
         .filter_map(|k| {
             let (a, b) = (before.get(k), metrics.get(k));
-            (a != b).then(|| {
+            // Numbers equal up to a JSON float round trip (serde_json parses to within 1 ulp) are unchanged.
+            let same = match (a.and_then(Value::as_f64), b.and_then(Value::as_f64)) {
+                (Some(x), Some(y)) => (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0),
+                _ => a == b,
+            };
+            (!same).then(|| {
                 (
                     k.clone(),
                     a.and_then(Value::as_f64),

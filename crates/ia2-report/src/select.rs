@@ -205,8 +205,8 @@ pub struct ResultEntry {
 /// Why a result (or a group of results) is not in the aggregates, or is there with fewer runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
-    /// `unreadable`, `incomplete`, `duplicate`, `missing_dev_loss`, `missing_runs`, `not_evaluated`,
-    /// `no_selection`.
+    /// `unreadable`, `incomplete`, `duplicate`, `missing_dev_loss`, `missing_runs`, `not_evaluated`
+    /// (a finished training run without any result), `unfinished_run`, `no_selection`.
     pub kind: String,
     /// The file or directory concerned (or a key's title).
     pub path: String,
@@ -537,7 +537,65 @@ pub fn load_results(outputs: &Path) -> Result<Loaded> {
                 .push(Problem::new("incomplete", path.display(), reason)),
         }
     }
+    resolve_run_dirs(outputs, &mut loaded.entries);
+    list_unevaluated_runs(outputs, &mut loaded);
     Ok(loaded)
+}
+
+/// A result records its run directory as `ia2 eval` saw it (possibly relative to another working
+/// directory). When that path does not exist here, the run is looked up where the contract puts it:
+/// `<outputs>/{method}/{trained dataset}/{run name}`, and its `best_dev_loss` read from there.
+fn resolve_run_dirs(outputs: &Path, entries: &mut [ResultEntry]) {
+    for e in entries.iter_mut() {
+        let Some(recorded) = e.run_dir.clone() else {
+            continue;
+        };
+        if recorded.is_dir() {
+            continue;
+        }
+        let (Some(trained), Some(name)) = (e.key.trained.as_deref(), recorded.file_name()) else {
+            continue;
+        };
+        let here = outputs.join(&e.key.method).join(trained).join(name);
+        if here.is_dir() {
+            if let Some(loss) = read_best_dev_loss(&here) {
+                e.best_dev_loss = Some(loss);
+            }
+            e.run_dir = Some(here);
+        }
+    }
+}
+
+/// Finished runs (`ia2_runs::list_runs`) that no result refers to, and unfinished run directories: listed as
+/// problems (`not_evaluated`, `unfinished_run`).
+fn list_unevaluated_runs(outputs: &Path, loaded: &mut Loaded) {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let evaluated: std::collections::BTreeSet<PathBuf> = loaded
+        .entries
+        .iter()
+        .filter_map(|e| e.run_dir.as_deref().map(canon))
+        .collect();
+    match ia2_runs::list_runs(outputs) {
+        Ok((runs, passed_over)) => {
+            for r in runs {
+                if !evaluated.contains(&canon(&r.dir)) {
+                    loaded.problems.push(Problem::new(
+                        "not_evaluated",
+                        r.dir.display(),
+                        "a finished training run with no evaluation result",
+                    ));
+                }
+            }
+            for p in passed_over {
+                loaded.problems.push(Problem::new("unfinished_run", "", p));
+            }
+        }
+        Err(e) => loaded.problems.push(Problem::new(
+            "unreadable",
+            outputs.display(),
+            format!("listing the training runs: {e:#}"),
+        )),
+    }
 }
 
 /// How the hyper-parameter point of each (key, N) is chosen.

@@ -196,7 +196,8 @@ fn cell(a: &Aggregate, icl: bool) -> Cell {
 
 /// Groups the aggregates into per-N tables. A table is one (model, adapter settings, label type, training
 /// T, evaluation T, D, uncertainty mode, variant) and N; rows are (trained X, eval Y) with Z = Y (the
-/// paper's tables use the eval dataset's own demos); base columns come from the base model on Y.
+/// paper's tables use the eval dataset's own demos; other sources are in the CSV and the plots); base columns
+/// come from the base model on Y. Methods without a label type (act) join the `icl_outputs` tables.
 pub fn tables(agg: &Aggregated) -> Vec<Table> {
     type TableId = (
         String,

@@ -26,6 +26,7 @@ struct Spec<'a> {
     eval: &'a str,
     lr: f64,
     run: u32,
+    n: usize,
     dev_loss: Option<f64>,
     /// Without-ICL correctness per example (4 examples); with-ICL all correct.
     without: [bool; 4],
@@ -34,13 +35,15 @@ struct Spec<'a> {
 /// Writes a run directory (training_config.json, final_loss_statistics.json) and its result file.
 fn write(outputs: &Path, s: &Spec) -> PathBuf {
     let base = s.method == "base";
+    // Outside the outputs tree: these are not complete runs (no adapter), only what the report reads.
     let run_dir = outputs
+        .with_file_name("runs")
         .join(s.method)
         .join("toy")
-        .join(format!("r_{}_{}", s.lr, s.run));
+        .join(format!("r_{}_{}_{}", s.n, s.lr, s.run));
     let cfg = json!({
         "dataset": "toy", "training_method": s.method, "model_name": "tiny",
-        "lora_type": "qko", "lora_r": 4, "lora_alpha": 8, "num_train_examples": 4,
+        "lora_type": "qko", "lora_r": 4, "lora_alpha": 8, "num_train_examples": s.n,
         "num_generated_tokens": 1, "lr": s.lr, "label_type": "icl_outputs", "run_idx": s.run,
         "ldr_mode": false
     });
@@ -68,7 +71,7 @@ fn write(outputs: &Path, s: &Spec) -> PathBuf {
         ia2_eval::results::compute_metrics(&results, ia2_eval::results::MetricsKind::Standard);
     let file = ResultFile {
         trained_model_params: if base {
-            json!({"model_type": "base", "num_train_examples": 4, "run_idx": s.run})
+            json!({"model_type": "base", "num_train_examples": s.n, "run_idx": s.run})
         } else {
             cfg
         },
@@ -76,7 +79,7 @@ fn write(outputs: &Path, s: &Spec) -> PathBuf {
             "model_type": s.method,
             "trained_dataset": if base { Value::Null } else { json!("toy") },
             "eval_dataset_name": s.eval, "icl_source_dataset": s.eval, "icl_max_demos": 3,
-            "num_train_examples": 4, "run_idx": s.run, "num_generated_tokens_eval": 1,
+            "num_train_examples": s.n, "run_idx": s.run, "num_generated_tokens_eval": 1,
             "uncertainty_analysis": false, "top_k": 10,
             "model": {"model_name": "tiny", "dtype": "f32"},
             "adapter": if base { Value::Null } else { json!({"dir": run_dir.display().to_string()}) },
@@ -89,7 +92,10 @@ fn write(outputs: &Path, s: &Spec) -> PathBuf {
         .join("evaluations")
         .join(s.method)
         .join("toy")
-        .join(format!("{}_{}_{}_{}.json", s.method, s.eval, s.lr, s.run));
+        .join(format!(
+            "{}_{}_N{}_{}_{}.json",
+            s.method, s.eval, s.n, s.lr, s.run
+        ));
     write_result(&path, &file).unwrap();
     path
 }
@@ -111,6 +117,7 @@ fn fixture(outputs: &Path) {
                 eval: "toy",
                 lr: 0.01,
                 run,
+                n: 4,
                 dev_loss: Some([0.5, 0.9, 0.9][r]),
                 without: acc_hi[r],
             },
@@ -122,6 +129,7 @@ fn fixture(outputs: &Path) {
                 eval: "toy",
                 lr: 0.1,
                 run,
+                n: 4,
                 dev_loss: Some(0.6),
                 without: acc_lo[r],
             },
@@ -133,6 +141,7 @@ fn fixture(outputs: &Path) {
                 eval: "toy",
                 lr: 0.0,
                 run,
+                n: 4,
                 dev_loss: None,
                 without: [F, F, F, T],
             },
@@ -147,6 +156,7 @@ fn fixture(outputs: &Path) {
                 eval: "toy",
                 lr: 0.1,
                 run,
+                n: 4,
                 dev_loss: Some(0.3),
                 without: [T, T, T, T],
             },
@@ -160,6 +170,7 @@ fn fixture(outputs: &Path) {
             eval: "other",
             lr: 0.1,
             run: 0,
+            n: 4,
             dev_loss: Some(0.6),
             without: [T, F, F, F],
         },
@@ -172,6 +183,13 @@ fn fixture(outputs: &Path) {
         json!({"status": "running", "results": {}}).to_string(),
     )
     .unwrap();
+}
+
+/// An interrupted training run: a run directory without its adapter and statistics.
+fn unfinished_run(outputs: &Path) {
+    let dir = outputs.join("act/toy/interrupted");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("training_config.json"), "{}").unwrap();
 }
 
 #[test]
@@ -210,8 +228,16 @@ fn aggregates_match_hand_computation_and_bad_input_is_listed() {
     let tmp = tempfile::tempdir().unwrap();
     let outputs = tmp.path().join("outputs");
     fixture(&outputs);
+    unfinished_run(&outputs);
     let loaded = load_results(&outputs).unwrap();
     let agg = aggregate(&loaded, &AggregateConfig::default());
+    assert!(
+        agg.problems
+            .iter()
+            .any(|p| p.kind == "unfinished_run" && p.detail.contains("interrupted")),
+        "{:?}",
+        agg.problems
+    );
     let find = |m: &str, eval: &str| {
         agg.aggregates
             .iter()
@@ -292,4 +318,128 @@ fn aggregates_match_hand_computation_and_bad_input_is_listed() {
     assert!(tex.contains("$^\\dagger$"), "one-run cell marked: {tex}");
     // Base columns: w/o ICL 25 (std 0 over 3 runs), ICL 100.
     assert!(tex.contains("& 25.0 (0.0) & 100.0 (0.0)"), "{tex}");
+}
+
+#[test]
+fn plots_over_n_use_a_log_axis_error_bars_and_base_references() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outputs = tmp.path().join("outputs");
+    if let Ok(keep) = std::env::var("IA2_REPORT_KEEP") {
+        std::mem::forget(tmp);
+        eprintln!("kept in {keep}");
+    }
+    for n in [2usize, 4, 8, 32] {
+        for run in 0..3u32 {
+            for (method, without) in [
+                ("tok", [T, F, run == 0, F]),
+                ("act", [T, T, run != 1, F]),
+                ("a2t", [T, T, T, run == 2]),
+                ("base", [F, F, F, T]),
+            ] {
+                write(
+                    &outputs,
+                    &Spec {
+                        method,
+                        eval: "toy",
+                        lr: 0.1,
+                        run,
+                        n,
+                        dev_loss: Some(0.5),
+                        without,
+                    },
+                );
+            }
+        }
+    }
+    let out = ia2_report::run(&ia2_report::ReportConfig {
+        outputs: outputs.clone(),
+        plots: ia2_report::plots::PlotConfig {
+            png_dpi: 96.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(out.problems, 0);
+    let svgs: Vec<&PathBuf> = out
+        .plots
+        .iter()
+        .filter(|p| p.extension().unwrap() == "svg")
+        .collect();
+    assert_eq!(
+        svgs.len(),
+        2 + 1,
+        "standard mode: with / without ICL accuracy, and the adapter comparison (no metrics.jsonl here)"
+    );
+    for p in &out.plots {
+        assert!(std::fs::metadata(p).unwrap().len() > 500, "{}", p.display());
+    }
+    let without = std::fs::read_to_string(
+        svgs.iter()
+            .find(|p| p.to_string_lossy().ends_with("_without_icl_accuracy.svg"))
+            .unwrap(),
+    )
+    .unwrap();
+    for label in [
+        "N (log2 scale)",
+        "base (no demos)",
+        "base (with ICL, reference)",
+        "tok (icl_outputs)",
+        "a2t (icl_outputs)",
+        "hp selected by mean dev loss",
+    ] {
+        assert!(without.contains(label), "{label}");
+    }
+    // Tick labels of the log axis are the N values; "act" has no label type.
+    let compact: String = without.split_whitespace().collect();
+    for label in [">2<", ">32<", ">act<"] {
+        assert!(compact.contains(label), "{label}");
+    }
+    // The seed's colours: tok blue, act green, a2t purple.
+    for colour in ["#1F77B4", "#2CA02C", "#9467BD"] {
+        assert!(
+            without.to_uppercase().contains(colour),
+            "{colour} in the plot"
+        );
+    }
+    // LaTeX: one table per N.
+    let per_n = out
+        .latex
+        .iter()
+        .filter(|p| p.parent().unwrap().ends_with("tables"))
+        .count();
+    assert_eq!(per_n, 4);
+    let html = std::fs::read_to_string(&out.html).unwrap();
+    assert_eq!(html.matches("<svg").count(), svgs.len());
+}
+
+#[test]
+fn a_run_directory_recorded_relative_to_another_directory_is_found_under_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outputs = tmp.path().join("outputs");
+    let path = write(
+        &outputs,
+        &Spec {
+            method: "tok",
+            eval: "toy",
+            lr: 0.1,
+            run: 0,
+            n: 4,
+            dev_loss: Some(0.25),
+            without: [T, T, F, F],
+        },
+    );
+    // As if `ia2 eval --outputs-dir outputs` had run in another working directory.
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let recorded = PathBuf::from(v["evaluation_config"]["adapter"]["dir"].as_str().unwrap());
+    let name = recorded.file_name().unwrap().to_owned();
+    let here = outputs.join("tok/toy").join(&name);
+    std::fs::create_dir_all(here.parent().unwrap()).unwrap();
+    std::fs::rename(&recorded, &here).unwrap();
+    v["evaluation_config"]["adapter"]["dir"] =
+        json!(format!("elsewhere/tok/toy/{}", name.to_string_lossy()));
+    std::fs::write(&path, v.to_string()).unwrap();
+    let loaded = load_results(&outputs).unwrap();
+    assert_eq!(loaded.entries[0].run_dir.as_deref(), Some(here.as_path()));
+    assert_eq!(loaded.entries[0].best_dev_loss, Some(0.25));
 }

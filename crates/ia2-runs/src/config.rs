@@ -219,7 +219,12 @@ impl RunConfig {
 
     /// The directory of this run under `outputs`: `outputs/{method}/{dataset}/{run_name}`.
     pub fn dir(&self, outputs: &std::path::Path) -> std::path::PathBuf {
-        crate::layout::run_dir(outputs, self.training_method, &self.dataset, &self.run_name())
+        crate::layout::run_dir(
+            outputs,
+            self.training_method,
+            &self.dataset,
+            &self.run_name(),
+        )
     }
 
     /// The tokl target specification.

@@ -79,8 +79,8 @@ impl DigestCache {
     /// sha256 of `path`, from the cache when size and mtime match; otherwise hashed and recorded. A cache
     /// that cannot be written (read-only home) only costs the rehash next time.
     pub fn sha256(&self, path: &Path) -> Result<String> {
-        let canon = std::fs::canonicalize(path)
-            .with_context(|| format!("resolving {}", path.display()))?;
+        let canon =
+            std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
         let meta =
             std::fs::metadata(&canon).with_context(|| format!("reading {}", path.display()))?;
         let stamp = |m: &std::fs::Metadata| {

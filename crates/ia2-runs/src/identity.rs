@@ -133,7 +133,10 @@ mod tests {
         let b = json!({"a": {"x": null, "y": [1, 2]}, "b": 1});
         assert_eq!(canonical_json(&a), r#"{"a":{"x":null,"y":[1,2]},"b":1}"#);
         assert_eq!(identity_of(&a), identity_of(&b));
-        assert_ne!(identity_of(&a), identity_of(&json!({"b": 2, "a": {"y": [1, 2], "x": null}})));
+        assert_ne!(
+            identity_of(&a),
+            identity_of(&json!({"b": 2, "a": {"y": [1, 2], "x": null}}))
+        );
         // sha256 of "{}".
         assert_eq!(
             identity_of(&json!({})),

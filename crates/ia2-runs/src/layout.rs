@@ -16,7 +16,7 @@ pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
 /// Evaluation results live under `{outputs}/evaluations/`.
 pub const EVALUATIONS_DIR: &str = "evaluations";
-/// Sidecar of a file built from another: `{file}.ia2-source.json` (see [`crate::provenance`]).
+/// Sidecar of a file built from another: `.{file}.ia2-source.json` (see [`crate::provenance`]).
 pub const SOURCE_SUFFIX: &str = ".ia2-source.json";
 
 /// `outputs/{method}/{dataset}/{run_name}`.

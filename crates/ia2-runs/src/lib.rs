@@ -25,7 +25,7 @@
 //! - **Temporaries** ([`tmp`]): one scheme `.ia2-tmp-{pid}-{nonce}-{name}`; `write_atomic`,
 //!   `write_json_atomic`, `remove_leftovers`; directories: [`RunSlot`] / [`RunDir`] (lock, recover, write,
 //!   replace atomically with `renameat2(RENAME_EXCHANGE)`, see [`replace`]).
-//! - **Provenance** ([`provenance`]): `{file}.ia2-source.json` sidecars (training / demo sets record the
+//! - **Provenance** ([`provenance`]): `.{file}.ia2-source.json` sidecars (training / demo sets record the
 //!   sha256 of the `main.json` they were built from).
 //!
 //! Reuse policy (documented choice): a finished run whose identity differs from the requested one is an

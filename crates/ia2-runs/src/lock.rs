@@ -30,8 +30,7 @@ impl Lock {
     pub fn acquire(target: &Path, wait: Wait) -> Result<Lock> {
         let path = crate::layout::lock_path(target);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -118,16 +117,24 @@ mod tests {
         let first = Lock::acquire(&target, Wait::Fail).unwrap();
         let err = Lock::acquire(&target, Wait::Fail).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("another ia2 process") && msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains("another ia2 process")
+                && msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         let (tx, rx) = mpsc::channel();
         let t2 = target.clone();
         let h = std::thread::spawn(move || {
             let _l = Lock::acquire(&t2, Wait::Block).unwrap();
             tx.send(()).unwrap();
         });
-        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "waits while held");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "waits while held"
+        );
         drop(first);
-        rx.recv_timeout(Duration::from_secs(10)).expect("gets it once released");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("gets it once released");
         h.join().unwrap();
         assert!(!target.exists(), "locking never creates the target");
     }

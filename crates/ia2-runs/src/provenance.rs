@@ -1,60 +1,82 @@
-//! Files built from other files (training sets and demo sets from `main.json`) record the sha256 of their
-//! source in a sidecar `{file}.ia2-source.json`, so a consumer can tell when the source changed since.
+//! Files built from other files (training sets, LDR sets and demo sets from `main.json`) record the sha256
+//! of their sources in a sidecar `.{file}.ia2-source.json`, so a builder or a consumer can tell when a source
+//! changed since.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// One source of a derived file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// The source as it was named.
+    pub path: String,
+    pub sha256: String,
+}
+
 /// The sidecar of a derived file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceRecord {
-    /// The source as it was named.
-    pub source: String,
-    pub source_sha256: String,
+    pub sources: Vec<Source>,
 }
 
-/// `{file}.ia2-source.json`.
+/// `.{file name}.ia2-source.json` beside the file (hidden, so listings of data directories skip it).
 pub fn sidecar_path(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_os_string();
-    s.push(crate::layout::SOURCE_SUFFIX);
-    PathBuf::from(s)
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    file.with_file_name(format!(".{name}{}", crate::layout::SOURCE_SUFFIX))
 }
 
-/// Records that `file` was built from `source` (atomically).
-pub fn record_source(file: &Path, source: &Path) -> Result<()> {
+fn current(sources: &[&Path]) -> Result<Vec<Source>> {
+    sources
+        .iter()
+        .map(|p| {
+            Ok(Source {
+                path: p.display().to_string(),
+                sha256: crate::fingerprint::file_sha256(p)?,
+            })
+        })
+        .collect()
+}
+
+/// Records that `file` was built from `sources` (atomically).
+pub fn record_sources(file: &Path, sources: &[&Path]) -> Result<()> {
     let rec = SourceRecord {
-        source: source.display().to_string(),
-        source_sha256: crate::fingerprint::file_sha256(source)?,
+        sources: current(sources)?,
     };
     crate::tmp::write_json_atomic(&sidecar_path(file), &rec)
 }
 
-/// How a derived file relates to its source now.
+/// How a derived file relates to its sources now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceCheck {
-    /// Built from the source as it is now.
+    /// Built from the sources as they are now.
     Current,
-    /// Built from another version of the source (recorded sha256, current sha256).
-    Changed { recorded: String, current: String },
-    /// No sidecar (built before sidecars existed, or by another tool).
+    /// Built from another version of these sources (their paths).
+    Changed(Vec<String>),
+    /// No (readable) sidecar: built before sidecars existed, or by another tool.
     Unknown,
 }
 
-/// Compares `file`'s recorded source checksum with `source` now.
-pub fn check_source(file: &Path, source: &Path) -> Result<SourceCheck> {
+/// Compares `file`'s recorded source checksums with `sources` now (by content: the same file named another
+/// way, e.g. `./data` for `data`, is the same source).
+pub fn check_sources(file: &Path, sources: &[&Path]) -> Result<SourceCheck> {
     let side = sidecar_path(file);
-    if !side.is_file() {
+    let Ok(rec) = crate::tmp::read_json::<SourceRecord>(&side) else {
         return Ok(SourceCheck::Unknown);
-    }
-    let rec: SourceRecord = crate::tmp::read_json(&side)?;
-    let current = crate::fingerprint::file_sha256(source)?;
-    Ok(if rec.source_sha256 == current {
+    };
+    let now = current(sources)?;
+    let changed: Vec<String> = now
+        .iter()
+        .filter(|n| !rec.sources.iter().any(|r| r.sha256 == n.sha256))
+        .map(|n| n.path.clone())
+        .collect();
+    Ok(if changed.is_empty() {
         SourceCheck::Current
     } else {
-        SourceCheck::Changed {
-            recorded: rec.source_sha256,
-            current,
-        }
+        SourceCheck::Changed(changed)
     })
 }
 
@@ -68,13 +90,13 @@ mod tests {
         let (src, out) = (d.path().join("main.json"), d.path().join("4_0.json"));
         std::fs::write(&src, b"{\"v\": 1}").unwrap();
         std::fs::write(&out, b"[]").unwrap();
-        assert_eq!(check_source(&out, &src).unwrap(), SourceCheck::Unknown);
-        record_source(&out, &src).unwrap();
-        assert_eq!(check_source(&out, &src).unwrap(), SourceCheck::Current);
+        assert_eq!(check_sources(&out, &[&src]).unwrap(), SourceCheck::Unknown);
+        record_sources(&out, &[&src]).unwrap();
+        assert_eq!(check_sources(&out, &[&src]).unwrap(), SourceCheck::Current);
         std::fs::write(&src, b"{\"v\": 2}").unwrap();
-        assert!(matches!(
-            check_source(&out, &src).unwrap(),
-            SourceCheck::Changed { .. }
-        ));
+        assert_eq!(
+            check_sources(&out, &[&src]).unwrap(),
+            SourceCheck::Changed(vec![src.display().to_string()])
+        );
     }
 }

@@ -56,9 +56,8 @@ pub fn replace_dir(new: &Path, target: &Path) -> Result<()> {
 #[doc(hidden)]
 pub fn replace_dir_with(new: &Path, target: &Path, opts: ReplaceOptions) -> Result<()> {
     if std::fs::symlink_metadata(target).is_err() {
-        return std::fs::rename(new, target).with_context(|| {
-            format!("renaming {} to {}", new.display(), target.display())
-        });
+        return std::fs::rename(new, target)
+            .with_context(|| format!("renaming {} to {}", new.display(), target.display()));
     }
     let exchanged = if opts.no_exchange {
         false
@@ -104,7 +103,8 @@ pub fn replace_dir_with(new: &Path, target: &Path, opts: ReplaceOptions) -> Resu
     }
     if let Err(e) = std::fs::rename(new, target) {
         std::fs::rename(&aside, target).ok();
-        return Err(e).with_context(|| format!("renaming {} to {}", new.display(), target.display()));
+        return Err(e)
+            .with_context(|| format!("renaming {} to {}", new.display(), target.display()));
     }
     remove_all(&aside);
     Ok(())

@@ -111,7 +111,9 @@ pub const COMPLETE: &str = "complete";
 impl ResultFile {
     /// `evaluation_config.identity`.
     pub fn identity(&self) -> Option<&str> {
-        self.evaluation_config.get("identity").and_then(Value::as_str)
+        self.evaluation_config
+            .get("identity")
+            .and_then(Value::as_str)
     }
 
     /// `evaluation_config.identity_inputs`.

@@ -104,7 +104,10 @@ impl RunSlot {
             .context("run directory has no name")?
             .to_string_lossy()
             .to_string();
-        let parent = self.final_dir.parent().context("run directory has no parent")?;
+        let parent = self
+            .final_dir
+            .parent()
+            .context("run directory has no parent")?;
         let tmp = parent.join(crate::tmp::tmp_name(&name));
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let metrics = std::fs::File::create(tmp.join(METRICS_FILE))

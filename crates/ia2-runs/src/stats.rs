@@ -54,8 +54,7 @@ pub fn read_metrics(path: &std::path::Path) -> anyhow::Result<Vec<MetricsRecord>
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{}: line {}", path.display(), i + 1))
+            serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1))
         })
         .collect()
 }

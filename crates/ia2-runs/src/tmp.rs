@@ -190,7 +190,10 @@ mod tests {
         assert_eq!(removed, vec![live.clone()]);
         assert!(mine.exists());
         write_atomic(&dir.path().join("s.json"), b"new").unwrap();
-        assert!(!other.exists(), "the writer of s.json cleans its dead leftovers");
+        assert!(
+            !other.exists(),
+            "the writer of s.json cleans its dead leftovers"
+        );
         assert_eq!(std::fs::read(dir.path().join("s.json")).unwrap(), b"new");
     }
 

@@ -144,7 +144,11 @@ fn identity_covers_every_hyper_parameter_but_not_locations() {
 fn write_run(dir: &Path, c: &RunConfig, marker: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string(c).unwrap()).unwrap();
-    std::fs::write(dir.join(STATS_FILE), serde_json::to_string(&stats()).unwrap()).unwrap();
+    std::fs::write(
+        dir.join(STATS_FILE),
+        serde_json::to_string(&stats()).unwrap(),
+    )
+    .unwrap();
     std::fs::write(dir.join("adapter_config.json"), marker).unwrap();
 }
 
@@ -164,7 +168,12 @@ fn hidden(parent: &Path) -> Vec<String> {
 }
 
 /// Trains (fakes) one run the way `ia2 train` does; returns whether it trained.
-fn train(final_dir: &Path, c: &RunConfig, force: bool, opts: ReplaceOptions) -> anyhow::Result<bool> {
+fn train(
+    final_dir: &Path,
+    c: &RunConfig,
+    force: bool,
+    opts: ReplaceOptions,
+) -> anyhow::Result<bool> {
     let slot = RunSlot::acquire(final_dir, Wait::Block)?;
     match slot.existing(c) {
         ExistingRun::Same(_) if !force => return Ok(false),
@@ -181,7 +190,10 @@ fn train(final_dir: &Path, c: &RunConfig, force: bool, opts: ReplaceOptions) -> 
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     out.write_json(STATS_FILE, &stats())?;
-    std::fs::write(out.tmp.join("adapter_config.json"), format!("{}", std::process::id()))?;
+    std::fs::write(
+        out.tmp.join("adapter_config.json"),
+        format!("{}", std::process::id()),
+    )?;
     out.finish_with(opts)?;
     Ok(true)
 }
@@ -221,7 +233,10 @@ fn smoke_run_then_real_run_needs_force_and_says_what_differs() {
     assert!(train(&dir, &smoke, false, ReplaceOptions::default()).unwrap());
     let e = train(&dir, &real, false, ReplaceOptions::default()).unwrap_err();
     let msg = format!("{e:#}");
-    assert!(msg.contains("ia2.num_train_epochs: 0 → 50") && msg.contains("--force"), "{msg}");
+    assert!(
+        msg.contains("ia2.num_train_epochs: 0 → 50") && msg.contains("--force"),
+        "{msg}"
+    );
     assert!(train(&dir, &real, true, ReplaceOptions::default()).unwrap());
     let recorded: RunConfig = read_json(&dir.join(CONFIG_FILE)).unwrap();
     assert_eq!(recorded.ia2.num_train_epochs, 50);
@@ -255,7 +270,12 @@ fn kill_at_every_rename_leaves_a_complete_run_after_the_next_start() {
             }
         }
     };
-    let epochs = |p: &Path| read_json::<RunConfig>(&p.join(CONFIG_FILE)).unwrap().ia2.num_train_epochs;
+    let epochs = |p: &Path| {
+        read_json::<RunConfig>(&p.join(CONFIG_FILE))
+            .unwrap()
+            .ia2
+            .num_train_epochs
+    };
 
     // 1. Killed while training (before any rename): the half-written temporary goes, the old run stays.
     write_run(&dir, &old, "old");
@@ -358,7 +378,10 @@ fn result_files_with_missing_records_or_other_identity_are_not_reused() {
     };
     assert_eq!(existing_result(&p, &inputs), ExistingResult::Missing);
     results::write_result(&p, &file(3, 40, &inputs)).unwrap();
-    assert!(matches!(existing_result(&p, &inputs), ExistingResult::Incomplete(_)));
+    assert!(matches!(
+        existing_result(&p, &inputs),
+        ExistingResult::Incomplete(_)
+    ));
     results::write_result(&p, &file(40, 40, &inputs)).unwrap();
     round_trips(&file(2, 2, &inputs));
     assert_eq!(existing_result(&p, &inputs), ExistingResult::Same);

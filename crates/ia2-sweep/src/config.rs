@@ -302,7 +302,7 @@ impl Default for ExecutionOptions {
 }
 
 /// `sbatch` options (passed through when set).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlurmOptions {
     pub partition: Option<String>,
@@ -319,22 +319,6 @@ pub struct SlurmOptions {
     pub array_parallel: usize,
 }
 
-impl Default for SlurmOptions {
-    fn default() -> Self {
-        SlurmOptions {
-            partition: None,
-            time: None,
-            mem: None,
-            cpus_per_task: None,
-            gres: None,
-            account: None,
-            extra_args: Vec::new(),
-            ia2_bin: None,
-            array_parallel: 0,
-        }
-    }
-}
-
 /// The schema of the keys: the default configuration as JSON (keeps `null` options, unlike TOML).
 fn schema() -> Json {
     serde_json::to_value(SweepConfig::default()).expect("the default config serializes")
@@ -346,7 +330,11 @@ fn known_keys(table: &serde_json::Map<String, Json>) -> String {
 
 /// Checks every key of `table` against the schema (naming the full dotted key of an unknown one) and wraps a
 /// scalar given for a list into a one-element list.
-fn check_keys(table: &mut toml::Table, schema: &serde_json::Map<String, Json>, at: &str) -> Result<()> {
+fn check_keys(
+    table: &mut toml::Table,
+    schema: &serde_json::Map<String, Json>,
+    at: &str,
+) -> Result<()> {
     for (key, value) in table.iter_mut() {
         let full = if at.is_empty() {
             key.clone()
@@ -400,7 +388,9 @@ fn check_keys(table: &mut toml::Table, schema: &serde_json::Map<String, Json>, a
 /// Parses a `--set` value: TOML syntax (`1`, `0.5`, `true`, `["a", "b"]`, `"x"`), else a bare string.
 pub fn parse_value(raw: &str) -> toml::Value {
     match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -452,8 +442,12 @@ impl SweepConfig {
             let (k, v) = s
                 .split_once('=')
                 .with_context(|| format!("--set {s:?}: expected key=value"))?;
-            set_key(&mut table, &k.trim().replace('-', "_"), parse_value(v.trim()))
-                .with_context(|| format!("--set {s:?}"))?;
+            set_key(
+                &mut table,
+                &k.trim().replace('-', "_"),
+                parse_value(v.trim()),
+            )
+            .with_context(|| format!("--set {s:?}"))?;
         }
         Self::from_table(table).with_context(|| match file {
             Some(p) => format!("experiment file {}", p.display()),
@@ -576,7 +570,10 @@ impl SweepConfig {
             nonempty("ia3_types", self.ia3_types.len())?;
         }
         if uses(&|m| matches!(m.adapter, AdapterKind::Prompt | AdapterKind::Prefix)) {
-            nonempty("num_virtual_tokens_list", self.num_virtual_tokens_list.len())?;
+            nonempty(
+                "num_virtual_tokens_list",
+                self.num_virtual_tokens_list.len(),
+            )?;
         }
         if uses(&|m| m.objective.uses_label_type()) {
             nonempty("label_types", self.label_types.len())?;
@@ -628,10 +625,7 @@ impl SweepConfig {
             ensure!(a > 0, "lora_alphas: alpha must be at least 1");
         }
         for &v in &self.num_virtual_tokens_list {
-            ensure!(
-                v > 0,
-                "num_virtual_tokens_list: at least 1 virtual token"
-            );
+            ensure!(v > 0, "num_virtual_tokens_list: at least 1 virtual token");
         }
         ensure!(self.num_runs >= 1, "num_runs must be at least 1");
         if self.ldr_mode {
@@ -649,8 +643,14 @@ impl SweepConfig {
         }
         let t = &self.train;
         ensure!(t.batch_size > 0, "train.batch_size must be at least 1");
-        ensure!(t.dev_eval_steps > 0, "train.dev_eval_steps must be at least 1");
-        ensure!(t.teacher_batch > 0, "train.teacher_batch must be at least 1");
+        ensure!(
+            t.dev_eval_steps > 0,
+            "train.dev_eval_steps must be at least 1"
+        );
+        ensure!(
+            t.teacher_batch > 0,
+            "train.teacher_batch must be at least 1"
+        );
         ensure!(t.num_shuffles > 0, "train.num_shuffles must be at least 1");
         // Datasets: a registry benchmark, a dataset the sweep creates, or one already prepared.
         let declared = self.declared_datasets();
@@ -661,8 +661,8 @@ impl SweepConfig {
         ] {
             for name in names {
                 check_dataset_name(key, name)?;
-                let known = declared.contains(name)
-                    || self.data_dir.join(name).join("main.json").is_file();
+                let known =
+                    declared.contains(name) || self.data_dir.join(name).join("main.json").is_file();
                 if !known {
                     if ia2_data::registry::DatasetId::parse(name).is_ok() {
                         bail!(
@@ -700,9 +700,8 @@ impl SweepConfig {
             );
         }
         for p in &self.data.prepare {
-            ia2_data::registry::DatasetId::parse(&p.dataset).with_context(|| {
-                format!("data.prepare: unknown benchmark {:?}", p.dataset)
-            })?;
+            ia2_data::registry::DatasetId::parse(&p.dataset)
+                .with_context(|| format!("data.prepare: unknown benchmark {:?}", p.dataset))?;
         }
         let e = &self.eval;
         if e.enabled {

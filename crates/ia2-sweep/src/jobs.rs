@@ -14,9 +14,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Whether the `report` stage can run: set to true once `ia2-report` offers a callable entry point (wire it
-/// in [`run_report`]).
-pub const REPORT_AVAILABLE: bool = false;
+/// Whether the `report` stage can run (`ia2-report`'s entry point is wired in [`run_report`]).
+pub const REPORT_AVAILABLE: bool = true;
 
 fn path_str(p: &Path) -> Result<String> {
     p.to_str()
@@ -167,7 +166,11 @@ pub fn teacher_args(c: &SweepConfig, kind: &JobKind) -> Result<TrainArgs> {
         bail!("not a teacher job");
     };
     let mut w = common_train_words(c)?;
-    let method = if distributions.is_some() { "tokl" } else { "act" };
+    let method = if distributions.is_some() {
+        "tokl"
+    } else {
+        "act"
+    };
     w.extend(
         [
             "--training-method",
@@ -367,7 +370,11 @@ pub fn run_identity(dir: &Path) -> Option<String> {
 
 /// Checks that a finished job's recorded outputs are still there (and, for runs, unchanged). `Err` says why
 /// the job must run again.
-pub fn verify(job: &Job, outputs: &[String], identity: Option<&str>) -> std::result::Result<(), String> {
+pub fn verify(
+    job: &Job,
+    outputs: &[String],
+    identity: Option<&str>,
+) -> std::result::Result<(), String> {
     match &job.kind {
         JobKind::Train { .. } => {
             let dir = outputs.first().ok_or("no run directory recorded")?;
@@ -429,7 +436,9 @@ pub fn execute(
         && job.id.contains(pat)
     {
         // Fault injection: a job that hangs (for the timeout tests).
-        std::thread::sleep(std::time::Duration::from_secs_f64(secs.parse().unwrap_or(60.0)));
+        std::thread::sleep(std::time::Duration::from_secs_f64(
+            secs.parse().unwrap_or(60.0),
+        ));
     }
     match &job.kind {
         JobKind::ToyData { name } => {
@@ -447,7 +456,13 @@ pub fn execute(
                     ..Default::default()
                 });
             }
-            let p = ia2_toy::write_task_dataset(t.task_seed, &c.data_dir, name, t.num_train, t.num_val)?;
+            let p = ia2_toy::write_task_dataset(
+                t.task_seed,
+                &c.data_dir,
+                name,
+                t.num_train,
+                t.num_val,
+            )?;
             Ok(Produced {
                 outputs: vec![path_str(&p)?],
                 note: "written".into(),
@@ -472,7 +487,9 @@ pub fn execute(
                 force: false,
             };
             let path = match ia2_data::prepare::prepare(&args)? {
-                ia2_data::prepare::Outcome::Written(p) | ia2_data::prepare::Outcome::Skipped(p) => p,
+                ia2_data::prepare::Outcome::Written(p) | ia2_data::prepare::Outcome::Skipped(p) => {
+                    p
+                }
             };
             Ok(Produced {
                 outputs: vec![path_str(&path)?],
@@ -538,7 +555,7 @@ pub fn execute(
             let args = eval_base_args(c, *num_train_examples)?;
             eval(&args, models, c, ledger, worker)
         }
-        JobKind::Report => run_report(plan),
+        JobKind::Report => run_report(plan, ledger.dir()),
     }
 }
 
@@ -551,7 +568,11 @@ fn eval(
 ) -> Result<Produced> {
     let model = models.get(c, ledger, worker)?;
     let summary = ia2_eval::run_with_model(args, model)?;
-    ensure!(summary.failed == 0, "{} evaluation(s) failed", summary.failed);
+    ensure!(
+        summary.failed == 0,
+        "{} evaluation(s) failed",
+        summary.failed
+    );
     let outputs = summary
         .entries
         .iter()
@@ -560,11 +581,25 @@ fn eval(
     Ok(Produced {
         outputs,
         identity: None,
-        note: format!("{} evaluated, {} already there", summary.evaluated, summary.skipped),
+        note: format!(
+            "{} evaluated, {} already there",
+            summary.evaluated, summary.skipped
+        ),
     })
 }
 
-/// The report hook: calls `ia2-report` once it has an entry point (see [`REPORT_AVAILABLE`]).
-fn run_report(_plan: &Plan) -> Result<Produced> {
-    bail!("the report component is not available in this build")
+/// The report stage: `ia2 report` over the sweep's outputs (into `<output_dir>/report`), with the sweep
+/// directory (plan and summary) passed along.
+fn run_report(plan: &Plan, sweep_dir: &Path) -> Result<Produced> {
+    let cfg = ia2_report::ReportConfig {
+        outputs: plan.config.output_dir.clone(),
+        sweep: Some(sweep_dir.to_path_buf()),
+        ..Default::default()
+    };
+    let out = ia2_report::run(&cfg).context("writing the report")?;
+    Ok(Produced {
+        outputs: vec![path_str(&out.html)?],
+        identity: None,
+        note: format!("{} aggregates", out.aggregates),
+    })
 }

@@ -236,17 +236,25 @@ impl Snapshot {
         self.first_t.get_or_insert(e.t);
         self.last_t = Some(e.t);
         match (&e.job, &e.ev) {
-            (_, Ev::ModelLoad {
-                model,
-                secs,
-                worker,
-                ..
-            }) => self.model_loads.push((worker.clone(), model.clone(), *secs)),
-            (_, Ev::Submit {
-                stage,
-                slurm_job,
-                jobs,
-            }) => self
+            (
+                _,
+                Ev::ModelLoad {
+                    model,
+                    secs,
+                    worker,
+                    ..
+                },
+            ) => self
+                .model_loads
+                .push((worker.clone(), model.clone(), *secs)),
+            (
+                _,
+                Ev::Submit {
+                    stage,
+                    slurm_job,
+                    jobs,
+                },
+            ) => self
                 .submissions
                 .push((stage.clone(), slurm_job.clone(), *jobs)),
             (Some(job), ev) => self.jobs.entry(job.clone()).or_default().apply(e.t, ev),
@@ -538,7 +546,8 @@ mod tests {
             .append(true)
             .open(tmp.path().join(JOURNAL))
             .unwrap();
-        f.write_all(b"{\"t\":1.0,\"job\":\"j\",\"ev\":\"do").unwrap();
+        f.write_all(b"{\"t\":1.0,\"job\":\"j\",\"ev\":\"do")
+            .unwrap();
         let s = l.snapshot().unwrap().state("j");
         assert_eq!((s.status, s.attempts), (Status::Running, 2));
     }

@@ -23,6 +23,6 @@ pub mod status;
 pub mod worker;
 
 pub use config::SweepConfig;
+pub use plan::{Job, JobKind, Plan, Stage};
 /// The TOML crate the configuration is written in (for callers that build override values).
 pub use toml;
-pub use plan::{Job, JobKind, Plan, Stage};

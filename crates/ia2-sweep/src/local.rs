@@ -226,7 +226,9 @@ pub fn run_local(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
                             Ev::Fail {
                                 attempt: s.attempts,
                                 secs: crate::ledger::now() - s.started_at.unwrap_or_default(),
-                                error: format!("timed out after {limit} s (execution.job_timeout_s)"),
+                                error: format!(
+                                    "timed out after {limit} s (execution.job_timeout_s)"
+                                ),
                                 stderr_tail: crate::ledger::tail_since(&w.log, 0, 4096),
                                 host: crate::ledger::hostname(),
                                 pid,

@@ -153,7 +153,10 @@ impl Point {
         if self.method.adapter != AdapterKind::Ia3 {
             self.ia3_type = d.ia3_types[0].clone();
         }
-        if !matches!(self.method.adapter, AdapterKind::Prompt | AdapterKind::Prefix) {
+        if !matches!(
+            self.method.adapter,
+            AdapterKind::Prompt | AdapterKind::Prefix
+        ) {
             self.num_virtual_tokens = d.num_virtual_tokens_list[0];
         }
         if !o.uses_label_type() {
@@ -562,7 +565,12 @@ impl Plan {
                 }
                 let id = format!("eval/{}/run{run}", p.key());
                 let mut deps = vec![train_id(p, *run)];
-                for d in c.eval.eval_datasets.iter().chain(&c.eval.icl_source_datasets) {
+                for d in c
+                    .eval
+                    .eval_datasets
+                    .iter()
+                    .chain(&c.eval.icl_source_datasets)
+                {
                     deps.extend(sets_job.get(d).cloned().unwrap_or_default());
                 }
                 dedup(&mut deps);
@@ -590,8 +598,9 @@ impl Plan {
                 implicit: false,
             });
         } else if c.report.enabled && !report_available() {
-            b.notes
-                .push("report: left out (the ia2-report component is not available in this build)".into());
+            b.notes.push(
+                "report: left out (the ia2-report component is not available in this build)".into(),
+            );
         }
         let mut plan = Plan {
             config: c.clone(),

@@ -154,7 +154,10 @@ pub fn ensure_slurm() -> Result<Option<LocalSlurm>> {
         if usable(&states) {
             break;
         }
-        if states.iter().any(|s| s.starts_with("down") || s.starts_with("drain")) {
+        if states
+            .iter()
+            .any(|s| s.starts_with("down") || s.starts_with("drain"))
+        {
             let _ = sh(&format!("scontrol update nodename={host} state=resume"));
         }
         if t.elapsed() > Duration::from_secs(60) {

@@ -110,17 +110,13 @@ pub fn compute(plan: &Plan, ledger: &Ledger, snap: &Snapshot) -> SweepStatus {
                 error: s.last_error.clone().unwrap_or_default(),
                 stderr_tail: s.stderr_tail.clone().unwrap_or_default(),
             }),
-            Readiness::Blocked => blocked.push((job.id.clone(), first_failed_dep(plan, &r, &job.id))),
-            Readiness::Running => {
-                if ledger.is_held(&job.id).ok() == Some(false) {
-                    interrupted.push(job.id.clone());
-                }
+            Readiness::Blocked => {
+                blocked.push((job.id.clone(), first_failed_dep(plan, &r, &job.id)))
+            }
+            Readiness::Running if ledger.is_held(&job.id).ok() == Some(false) => {
+                interrupted.push(job.id.clone());
             }
             _ => {}
-        }
-        // Failed attempts that were retried successfully are not failures of the sweep.
-        if s.status == Status::Failed && *x != Readiness::Failed && s.failures > 0 {
-            // pending retry: shown in the counts only
         }
     }
     SweepStatus {
@@ -168,7 +164,11 @@ impl std::fmt::Display for SweepStatus {
             }
         }
         if !self.failures.is_empty() {
-            writeln!(s, "\nfailed ({}; `ia2 sweep retry DIR` runs them again):", self.failures.len())?;
+            writeln!(
+                s,
+                "\nfailed ({}; `ia2 sweep retry DIR` runs them again):",
+                self.failures.len()
+            )?;
             for fl in &self.failures {
                 writeln!(
                     s,
@@ -176,7 +176,9 @@ impl std::fmt::Display for SweepStatus {
                     fl.job,
                     fl.stage,
                     fl.attempts,
-                    fl.host.as_deref().map_or(String::new(), |h| format!(" on {h}"))
+                    fl.host
+                        .as_deref()
+                        .map_or(String::new(), |h| format!(" on {h}"))
                 )?;
                 for line in fl.error.lines() {
                     writeln!(s, "    error: {line}")?;
@@ -191,7 +193,11 @@ impl std::fmt::Display for SweepStatus {
             }
         }
         if !self.blocked.is_empty() {
-            writeln!(s, "\nblocked ({}, by a failed dependency):", self.blocked.len())?;
+            writeln!(
+                s,
+                "\nblocked ({}, by a failed dependency):",
+                self.blocked.len()
+            )?;
             for (j, by) in self.blocked.iter().take(20) {
                 writeln!(s, "  {j}  (by {by})")?;
             }

@@ -62,25 +62,28 @@ pub fn readiness(plan: &Plan, snap: &Snapshot, max_attempts: u32) -> Vec<Readine
 }
 
 /// Checks the outputs of every job the ledger calls done; records `Invalidated` for those whose outputs are
-/// gone or changed (they run again), and `Interrupted` for running jobs whose process is gone.
+/// gone or changed, and for every finished job that depends on one of them (they all run again), and
+/// `Interrupted` for running jobs whose process is gone.
 pub fn reconcile(plan: &Plan, ledger: &Ledger) -> Result<usize> {
     let snap = ledger.snapshot()?;
     let mut changed = 0;
+    let mut invalid: HashSet<&str> = HashSet::new();
     for job in &plan.jobs {
         let s = snap.state(&job.id);
         match s.status {
             Status::Done => {
-                if let Err(reason) = jobs::verify(job, &s.outputs, s.identity.as_deref()) {
+                let reason = match job.deps.iter().find(|d| invalid.contains(d.as_str())) {
+                    Some(d) => Err(format!("its dependency {d} runs again")),
+                    None => jobs::verify(job, &s.outputs, s.identity.as_deref()),
+                };
+                if let Err(reason) = reason {
                     warn!(job = %job.id, "finished job runs again: {reason}");
                     ledger.record(Some(&job.id), Ev::Invalidated { reason })?;
+                    invalid.insert(&job.id);
                     changed += 1;
                 }
             }
-            Status::Running => {
-                if ledger.reap(&job.id)? {
-                    changed += 1;
-                }
-            }
+            Status::Running if ledger.reap(&job.id)? => changed += 1,
             _ => {}
         }
     }
@@ -191,9 +194,9 @@ pub fn run_loop(dir: &Path, worker: &str) -> Result<WorkerReport> {
                 }
             }
             None => {
-                let running = ready.iter().any(|r| *r == Readiness::Running);
-                let waiting = ready.iter().any(|r| *r == Readiness::Waiting);
-                let ready_left = ready.iter().any(|r| *r == Readiness::Ready);
+                let running = ready.contains(&Readiness::Running);
+                let waiting = ready.contains(&Readiness::Waiting);
+                let ready_left = ready.contains(&Readiness::Ready);
                 if !running && !waiting && !ready_left {
                     break;
                 }
@@ -290,8 +293,8 @@ pub fn run_batch(dir: &Path, batch: &Path, index: Option<usize>, worker: &str) -
             .parse()
             .context("SLURM_ARRAY_TASK_ID is not a number")?,
     };
-    let text = std::fs::read_to_string(batch)
-        .with_context(|| format!("reading {}", batch.display()))?;
+    let text =
+        std::fs::read_to_string(batch).with_context(|| format!("reading {}", batch.display()))?;
     let id = text
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -9,7 +9,11 @@ use std::path::Path;
 
 fn config(dir: &Path, toml: &str, sets: &[&str]) -> anyhow::Result<SweepConfig> {
     let file = dir.join("plan.toml");
-    std::fs::write(&file, format!("{toml}\n[[data.toy]]\nname = \"toy_task\"\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("{toml}\n[[data.toy]]\nname = \"toy_task\"\n"),
+    )
+    .unwrap();
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let mut c = SweepConfig::load(Some(&file), &[], &sets)?;
     c.absolutize(dir);
@@ -50,7 +54,9 @@ fn ids(p: &Plan, stage: Stage) -> Vec<&str> {
 #[test]
 fn the_grid_expands_into_stages_with_one_teacher_per_training_file() {
     let p = plan(
-        &format!("{BASE}training_methods = [\"tok\", \"act\", \"a2t\", \"t2a\", \"tna\", \"tokl\"]\n"),
+        &format!(
+            "{BASE}training_methods = [\"tok\", \"act\", \"a2t\", \"t2a\", \"tna\", \"tokl\"]\n"
+        ),
         &[],
     );
     let count = |s| ids(&p, s).len();
@@ -82,7 +88,9 @@ fn the_grid_expands_into_stages_with_one_teacher_per_training_file() {
 #[test]
 fn phase_two_depends_on_its_phase_one_run_with_matching_settings() {
     let p = plan(
-        &format!("{BASE}training_methods = [\"a2t\", \"t2a\"]\nlabel_types = [\"icl_outputs\", \"ground_truth\"]\n"),
+        &format!(
+            "{BASE}training_methods = [\"a2t\", \"t2a\"]\nlabel_types = [\"icl_outputs\", \"ground_truth\"]\n"
+        ),
         &[],
     );
     for j in &p.jobs {
@@ -120,7 +128,10 @@ fn phase_two_depends_on_its_phase_one_run_with_matching_settings() {
     // implicit runs are not evaluated; a2t and t2a runs are.
     assert!(p.jobs.iter().all(|j| !j.id.starts_with("eval/act/")));
     assert_eq!(
-        p.jobs.iter().filter(|j| j.id.starts_with("eval/t2a/")).count(),
+        p.jobs
+            .iter()
+            .filter(|j| j.id.starts_with("eval/t2a/"))
+            .count(),
         16
     );
 }
@@ -129,7 +140,9 @@ fn phase_two_depends_on_its_phase_one_run_with_matching_settings() {
 #[test]
 fn tokl_is_trained_in_phase_one_once_per_top_k() {
     let p = plan(
-        &format!("{BASE}training_methods = [\"tokl\", \"ia3-tokl\"]\ntokl_top_k = [\"all\", \"5\"]\n"),
+        &format!(
+            "{BASE}training_methods = [\"tokl\", \"ia3-tokl\"]\ntokl_top_k = [\"all\", \"5\"]\n"
+        ),
         &[],
     );
     let tokl: Vec<&str> = ids(&p, Stage::Train1)
@@ -147,8 +160,16 @@ fn tokl_is_trained_in_phase_one_once_per_top_k() {
         16
     );
     // The distributions teacher differs per top-k.
-    assert!(ids(&p, Stage::Teacher).iter().any(|i| i.contains("/dist-5/")));
-    assert!(ids(&p, Stage::Teacher).iter().any(|i| i.contains("/dist-all/")));
+    assert!(
+        ids(&p, Stage::Teacher)
+            .iter()
+            .any(|i| i.contains("/dist-5/"))
+    );
+    assert!(
+        ids(&p, Stage::Teacher)
+            .iter()
+            .any(|i| i.contains("/dist-all/"))
+    );
 }
 
 /// Seed bug: LoRA LDR jobs passed their arguments in the wrong order. Every option goes by name here.
@@ -201,46 +222,90 @@ fn booleans_turn_off_and_later_sources_override_earlier_ones() {
     let c = config(
         tmp.path(),
         &toml,
-        &["train.shuffle_demos=false", "eval.uncertainty-analysis=false", "lrs=0.5", "num_runs=3"],
+        &[
+            "train.shuffle_demos=false",
+            "eval.uncertainty-analysis=false",
+            "lrs=0.5",
+            "num_runs=3",
+        ],
     )
     .unwrap();
     assert!(!c.train.shuffle_demos && !c.eval.uncertainty_analysis);
     assert_eq!(c.lrs, vec![0.5]);
     assert_eq!(c.num_runs, 3);
     let file = tmp.path().join("plan.toml");
-    let over = vec![("train.shuffle_demos".to_string(), toml::Value::Boolean(false))];
+    let over = vec![(
+        "train.shuffle_demos".to_string(),
+        toml::Value::Boolean(false),
+    )];
     let c = SweepConfig::load(Some(&file), &over, &[]).unwrap();
     assert!(!c.train.shuffle_demos);
 }
 
 #[test]
 fn unknown_keys_methods_datasets_and_impossible_combinations_are_rejected_by_name() {
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\nlearning_rate = 1\n"), &[]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\nlearning_rate = 1\n"),
+        &[],
+    );
     assert!(e.contains("unknown key `learning_rate`"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\n[train]\nepochs = 1\n"), &[]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\n[train]\nepochs = 1\n"),
+        &[],
+    );
     assert!(e.contains("`train.epochs`"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\n"), &["eval.nope=1"]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\n"),
+        &["eval.nope=1"],
+    );
     assert!(e.contains("`eval.nope`"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\", \"lora-act\"]\n"), &[]);
-    assert!(e.contains("training_methods") && e.contains("lora-act"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\n"), &["datasets=[\"nonesuch\"]"]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\", \"lora-act\"]\n"),
+        &[],
+    );
+    assert!(
+        e.contains("training_methods") && e.contains("lora-act"),
+        "{e}"
+    );
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\n"),
+        &["datasets=[\"nonesuch\"]"],
+    );
     assert!(e.contains("datasets") && e.contains("nonesuch"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\n"), &["datasets=[\"sst2\"]"]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\n"),
+        &["datasets=[\"sst2\"]"],
+    );
     assert!(e.contains("not prepared") && e.contains("sst2"), "{e}");
     let e = err(
         &format!("{BASE}training_methods = [\"tokl\"]\nlabel_types = [\"ground_truth\"]\n"),
         &[],
     );
     assert!(e.contains("tokl") && e.contains("label_types"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tna\"]\nce_loss_weights = [1.5]\n"), &[]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tna\"]\nce_loss_weights = [1.5]\n"),
+        &[],
+    );
     assert!(e.contains("ce_loss_weights"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\nnum_train_examples = [1]\n"), &[]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\nnum_train_examples = [1]\n"),
+        &[],
+    );
     assert!(e.contains("num_train_examples"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\nlora_types = [\"qx\"]\n"), &[]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\nlora_types = [\"qx\"]\n"),
+        &[],
+    );
     assert!(e.contains("lora_types"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\n"), &["execution.executor=\"k8s\""]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\n"),
+        &["execution.executor=\"k8s\""],
+    );
     assert!(e.contains("execution.executor"), "{e}");
-    let e = err(&format!("{BASE}training_methods = [\"tok\"]\n"), &["data.toy=[{name=\"toy_task\", num_train=2}]"]);
+    let e = err(
+        &format!("{BASE}training_methods = [\"tok\"]\n"),
+        &["data.toy=[{name=\"toy_task\", num_train=2}]"],
+    );
     assert!(e.contains("num_train"), "{e}");
 }
 
@@ -250,7 +315,16 @@ fn unknown_keys_methods_datasets_and_impossible_combinations_are_rejected_by_nam
 #[test]
 fn jobs_are_per_run_and_a_failure_blocks_only_its_dependents() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = config(tmp.path(), &format!("{BASE}training_methods = [\"act\", \"a2t\"]\n"), &["num_train_examples=[4]", "lrs=[0.01]", "execution.max_attempts=1"]).unwrap();
+    let c = config(
+        tmp.path(),
+        &format!("{BASE}training_methods = [\"act\", \"a2t\"]\n"),
+        &[
+            "num_train_examples=[4]",
+            "lrs=[0.01]",
+            "execution.max_attempts=1",
+        ],
+    )
+    .unwrap();
     let p = Plan::build(&c).unwrap();
     let dir = tmp.path().join("sweep");
     p.write(&dir).unwrap();
@@ -273,7 +347,13 @@ fn jobs_are_per_run_and_a_failure_blocks_only_its_dependents() {
             done(&j.id);
         }
     }
-    let act0 = p.jobs.iter().find(|j| j.id.starts_with("train/act/") && j.id.ends_with("run0")).unwrap().id.clone();
+    let act0 = p
+        .jobs
+        .iter()
+        .find(|j| j.id.starts_with("train/act/") && j.id.ends_with("run0"))
+        .unwrap()
+        .id
+        .clone();
     let act1 = act0.replace("run0", "run1");
     done(&act1);
     let (_lock, _) = ledger.claim(&act0, 1, "w").unwrap().unwrap();

@@ -33,13 +33,29 @@ fn cycle(task: &Task, words: &[usize], n: usize, rng: &mut Generator) -> Vec<Pai
 }
 
 /// Writes `<data_dir>/<name>/main.json` for the held-out task of `task_seed` ([`Task::held_out_from_seed`]),
-/// atomically, and returns its path. An existing file is replaced (the content is a function of the arguments).
+/// atomically, and returns its path. An existing file with other content is replaced (the content is a
+/// function of the arguments); one with the same content is left as it is. `ia2 toy dataset` uses
+/// [`write_task_dataset_with`], which replaces another dataset only with `--force`.
 pub fn write_task_dataset(
     task_seed: u64,
     data_dir: &Path,
     name: &str,
     n_train: usize,
     n_val: usize,
+) -> Result<PathBuf> {
+    write_task_dataset_with(task_seed, data_dir, name, n_train, n_val, true)
+}
+
+/// [`write_task_dataset`], refusing (without `force`) to replace an existing `main.json` whose content
+/// differs: training and demo files built from it would no longer match it (they record its checksum, see
+/// `ia2_runs::provenance`, and `ia2 data train-sets` rebuilds them once it changed).
+pub fn write_task_dataset_with(
+    task_seed: u64,
+    data_dir: &Path,
+    name: &str,
+    n_train: usize,
+    n_val: usize,
+    force: bool,
 ) -> Result<PathBuf> {
     ensure!(
         !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
@@ -128,14 +144,25 @@ pub fn write_task_dataset(
         }),
     );
     let out = data_dir.join(name).join("main.json");
-    ia2_data::io::write_json_atomic(
-        &out,
-        &MainOut {
-            metadata: m,
-            train_examples: train,
-            val_examples: val,
-        },
-    )?;
+    let mut bytes = serde_json::to_vec_pretty(&MainOut {
+        metadata: m,
+        train_examples: train,
+        val_examples: val,
+    })?;
+    bytes.push(b'\n');
+    match std::fs::read(&out) {
+        Ok(old) if old == bytes => {
+            tracing::info!(path = %out.display(), "toy task dataset already written");
+            return Ok(out);
+        }
+        Ok(_) if !force => anyhow::bail!(
+            "{} already exists with another dataset: pass --force to replace it (then `ia2 data \
+             train-sets` rebuilds the training files built from it)",
+            out.display()
+        ),
+        _ => {}
+    }
+    ia2_data::io::write_atomic(&out, &bytes)?;
     tracing::info!(path = %out.display(), task = %task.describe(), "wrote toy task dataset");
     Ok(out)
 }

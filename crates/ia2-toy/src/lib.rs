@@ -14,7 +14,7 @@ pub mod pretrain;
 pub mod task;
 pub mod tokenizer;
 
-pub use dataset::write_task_dataset;
+pub use dataset::{write_task_dataset, write_task_dataset_with};
 pub use model::{
     ToyModelInfo, ToyModelOptions, default_cache_root, ensure_toy_model, pretrain_to, verify,
 };

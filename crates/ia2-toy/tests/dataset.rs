@@ -78,3 +78,17 @@ fn the_dataset_is_one_held_out_task_in_the_seed_schema() {
     assert!(ia2_toy::write_task_dataset(4, dir.path(), "../x", 4, 4).is_err());
     assert!(ia2_toy::write_task_dataset(4, dir.path(), "toy", 0, 4).is_err());
 }
+
+#[test]
+fn another_task_does_not_replace_main_json_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ia2_toy::write_task_dataset_with(4, dir.path(), "toy", 8, 8, false).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // The same dataset again: nothing to do, no error.
+    ia2_toy::write_task_dataset_with(4, dir.path(), "toy", 8, 8, false).unwrap();
+    let err = ia2_toy::write_task_dataset_with(5, dir.path(), "toy", 8, 8, false).unwrap_err();
+    assert!(format!("{err:#}").contains("--force"), "{err:#}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    ia2_toy::write_task_dataset_with(5, dir.path(), "toy", 8, 8, true).unwrap();
+    assert_ne!(std::fs::read(&path).unwrap(), before);
+}

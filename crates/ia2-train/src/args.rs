@@ -214,11 +214,6 @@ impl TrainArgs {
             ensure!(v <= max, "{flag} {v} is implausibly large (at most {max})");
         }
         ensure!(
-            self.lr <= 1e6,
-            "--lr {} is implausibly large (at most 1e6)",
-            self.lr
-        );
-        ensure!(
             !self.dataset.is_empty()
                 && !self.dataset.contains(['/', '\\'])
                 && self.dataset != "."

@@ -110,6 +110,20 @@ fn read_data(args: &TrainArgs, base: &Base, run: usize) -> Result<(PathBuf, RunD
         args.dataset,
         args.num_train_examples
     );
+    // A training file built from an older main.json would train on the old task while eval uses the new one.
+    let main = args.data_dir.join(&args.dataset).join("main.json");
+    if main.is_file()
+        && let ia2_runs::provenance::SourceCheck::Changed(_) =
+            ia2_runs::provenance::check_sources(&file, &[&main])?
+    {
+        bail!(
+            "training file {} was built from an older {}: rebuild it with `ia2 data train-sets --dataset {}` \
+             (it rebuilds files whose main.json changed)",
+            file.display(),
+            main.display(),
+            args.dataset
+        );
+    }
     let order = DemoOrder {
         shuffles: args.shuffle_demos.then_some(args.num_shuffles),
         run,

@@ -13,9 +13,9 @@
 use crate::args::TopK;
 use crate::examples::Sequence;
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use safetensors::Dtype as StDtype;
 use ia2_model::{Decoder, GenerateOptions, Observation, greedy_observed};
 use indicatif::ProgressBar;
+use safetensors::Dtype as StDtype;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

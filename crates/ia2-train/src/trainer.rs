@@ -35,6 +35,9 @@ pub const EXPLOSION_FACTOR: f64 = 10.0;
 pub const EXPLOSION_FLOOR: f64 = 0.01;
 /// Logits whose spread over the vocabulary is below this are constant: the model has collapsed.
 pub const COLLAPSE_SPREAD: f32 = 1e-4;
+/// Two different inputs whose (mean-centred) logits differ by at most this fraction of their magnitude give
+/// the same prediction: the model's output no longer depends on its input.
+pub const INPUT_INDEPENDENCE: f64 = 1e-5;
 
 /// Why a run was stopped as diverged (see the module documentation for the precise criteria).
 #[derive(Debug, Clone, PartialEq)]
@@ -51,13 +54,15 @@ pub enum Criterion {
     },
     /// Constant logits (spread below `COLLAPSE_SPREAD`).
     Collapse { spread: f32, ln_vocab: f64 },
+    /// Two different inputs give the same logits (within `INPUT_INDEPENDENCE`).
+    InputIndependent { difference: f64, scale: f64 },
 }
 
 impl std::fmt::Display for Criterion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Criterion::NonFiniteLoss { which, value } => {
-                write!(f, "non-finite loss: the {which} loss is {value}")
+                write!(f, "non-finite loss: the {which} loss is {value} (NaN or infinite)")
             }
             Criterion::NonFiniteParameters => {
                 write!(f, "non-finite parameters: an adapter parameter is NaN or infinite")
@@ -75,6 +80,11 @@ impl std::fmt::Display for Criterion {
                 f,
                 "collapse: the logits are constant (spread {spread:e} < {COLLAPSE_SPREAD:e} over the \
                  vocabulary; the model predicts the uniform distribution, CE = ln V = {ln_vocab:.4})"
+            ),
+            Criterion::InputIndependent { difference, scale } => write!(
+                f,
+                "collapse: the output no longer depends on the input (two different prompts give logits \
+                 that differ by {difference:e}, at most {INPUT_INDEPENDENCE:e} × their magnitude {scale:.3e})"
             ),
         }
     }
@@ -134,51 +144,84 @@ fn checked_loss<'a>(
     })
 }
 
-/// Spread (max − min over the vocabulary) of the logits at the decode position of `item`'s query.
-fn logit_spread(decoder: &Decoder, adapter: &Adapter, item: &Item<'_>) -> Result<f32> {
+/// The logits at the decode position of `query` (no gradients).
+fn decode_logits(decoder: &Decoder, adapter: &Adapter, query: &[u32]) -> Result<Vec<f32>> {
     use ia2_model::{Batch, Capture, Positions};
     let mut frozen = adapter.clone();
     frozen.without_autodiff();
-    let batch = Batch::single(item.query);
+    let batch = Batch::single(query);
     let mut cache = decoder.new_cache(1, Some(&frozen));
     let capture = Capture {
         logits: Positions::Last,
         ..Capture::default()
     };
     let out = decoder.forward(&batch, &mut cache, Some(&frozen), &capture)?;
-    let logits: Vec<f32> = out
-        .logits
+    out.logits
         .ok_or_else(|| anyhow::anyhow!("no logits returned"))?
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("logits: {e:?}"))?;
-    let (lo, hi) = logits
+        .map_err(|e| anyhow::anyhow!("logits: {e:?}"))
+}
+
+/// The queries the collapse test looks at: the first training example's and the first one that differs
+/// from it (when there is one).
+fn probes<'a>(train: &[Item<'a>]) -> Vec<&'a [u32]> {
+    let first = train[0].query;
+    let mut out = vec![first];
+    if let Some(other) = train.iter().map(|it| it.query).find(|q| *q != first) {
+        out.push(other);
+    }
+    out
+}
+
+/// Fails with [`Criterion::Collapse`] when the model's logits are constant over the vocabulary, or no
+/// longer depend on the input (two different queries give the same logits).
+fn check_collapse(
+    decoder: &Decoder,
+    adapter: &Adapter,
+    probes: &[&[u32]],
+    (step, epoch): (usize, usize),
+) -> Result<()> {
+    let logits: Vec<Vec<f32>> = probes
+        .iter()
+        .map(|q| decode_logits(decoder, adapter, q))
+        .collect::<Result<_>>()?;
+    let (lo, hi) = logits[0]
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
             (lo.min(x), hi.max(x))
         });
-    Ok(hi - lo)
-}
-
-/// Fails with [`Criterion::Collapse`] when the model's logits are constant.
-fn check_collapse(
-    decoder: &Decoder,
-    adapter: &Adapter,
-    probe: &Item<'_>,
-    (step, epoch): (usize, usize),
-) -> Result<()> {
-    let spread = logit_spread(decoder, adapter, probe)?;
+    let spread = hi - lo;
+    let ln_vocab = (decoder.config.vocab_size as f64).ln();
     // A NaN spread comes from NaN logits, which the loss reports as non-finite.
     if spread < COLLAPSE_SPREAD {
         return Err(diverged(
             step,
             epoch,
-            Criterion::Collapse {
-                spread,
-                ln_vocab: (decoder.config.vocab_size as f64).ln(),
-            },
+            Criterion::Collapse { spread, ln_vocab },
         ));
+    }
+    if let Some(other) = logits.get(1) {
+        // Compared after removing each row's mean (a constant shift does not change the distribution).
+        let centred = |l: &[f32]| -> Vec<f64> {
+            let m = l.iter().map(|&x| x as f64).sum::<f64>() / l.len() as f64;
+            l.iter().map(|&x| x as f64 - m).collect()
+        };
+        let (a, b) = (centred(&logits[0]), centred(other));
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        let scale = a.iter().map(|x| x.abs()).fold(0.0, f64::max).max(1.0);
+        tracing::debug!(step, spread, diff, scale, "collapse probe");
+        if diff <= INPUT_INDEPENDENCE * scale {
+            return Err(diverged(
+                step,
+                epoch,
+                Criterion::InputIndependent {
+                    difference: diff,
+                    scale,
+                },
+            ));
+        }
     }
     Ok(())
 }
@@ -342,7 +385,7 @@ pub fn train(
     let start = Instant::now();
     // The starting adapter's losses: the references of the explosion test (and a NaN base model or
     // adapter stops here, before any step).
-    let probe = &train[0];
+    let probes = probes(train);
     ensure_finite_parameters(adapter, (0, 0))?;
     let initial_train = checked_eval_loss(decoder, adapter, train, cfg, "initial train", (0, 0))?.total;
     let initial_dev = if dev.is_empty() {
@@ -350,7 +393,7 @@ pub fn train(
     } else {
         Some(checked_eval_loss(decoder, adapter, dev, cfg, "initial dev", (0, 0))?.total)
     };
-    check_collapse(decoder, adapter, probe, (0, 0))?;
+    check_collapse(decoder, adapter, &probes, (0, 0))?;
     let (mut step, mut bad_evals) = (0usize, 0usize);
     let mut best: Option<(LossSums, usize, Adapter)> = None;
     let mut outcome = LoopOutcome {
@@ -403,7 +446,7 @@ pub fn train(
                 check_explosion("dev", d.total, init, at)?;
             }
             if dev_loss.is_some() || end_of_epoch {
-                check_collapse(decoder, adapter, probe, at)?;
+                check_collapse(decoder, adapter, &probes, at)?;
             }
             if end_of_epoch && epoch > 0 {
                 let mean = epoch_sums.total / seen as f64;
@@ -450,7 +493,7 @@ pub fn train(
     // that is saved).
     let at = (outcome.best_step.unwrap_or(step), outcome.final_epoch);
     ensure_finite_parameters(adapter, at)?;
-    check_collapse(decoder, adapter, probe, at)?;
+    check_collapse(decoder, adapter, &probes, at)?;
     Ok(outcome)
 }
 

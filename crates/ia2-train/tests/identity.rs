@@ -42,7 +42,11 @@ fn a_smoke_run_does_not_block_the_real_run_and_final_epoch_is_one_based() {
     let smoke = ia2_train::run(&args(root, &model, &["--num-train-epochs", "0"])).unwrap();
     assert!(smoke[0].trained);
     assert_eq!(smoke[0].stats.as_ref().unwrap().final_epoch, 0);
-    let real = args(root, &model, &["--num-train-epochs", "3", "--patience", "100"]);
+    let real = args(
+        root,
+        &model,
+        &["--num-train-epochs", "3", "--patience", "100"],
+    );
     let err = err_of(&real);
     assert!(
         err.contains("ia2.num_train_epochs: 0 → 3") && err.contains("--force"),
@@ -59,7 +63,11 @@ fn a_smoke_run_does_not_block_the_real_run_and_final_epoch_is_one_based() {
     let epochs_run = metrics.iter().map(|m| m.epoch).max().unwrap() + 1;
     assert_eq!(epochs_run, 3);
     assert_eq!(stats.final_epoch, 3);
-    assert_eq!(metrics.len(), stats.total_steps, "every metrics.jsonl line read back");
+    assert_eq!(
+        metrics.len(),
+        stats.total_steps,
+        "every metrics.jsonl line read back"
+    );
     // Same configuration again: reused, not retrained.
     assert!(!ia2_train::run(&real).unwrap()[0].trained);
 }
@@ -111,7 +119,10 @@ fn another_base_model_with_the_same_directory_name_or_a_regenerated_training_fil
     }
     let config: RunConfig =
         ia2_runs::read_json(&first[0].dir.join("training_config.json")).unwrap();
-    assert_eq!(config.ia2.identity.as_deref(), Some(config.compute_identity().as_str()));
+    assert_eq!(
+        config.ia2.identity.as_deref(),
+        Some(config.compute_identity().as_str())
+    );
 }
 
 #[test]
@@ -122,7 +133,11 @@ fn concurrent_trainings_of_one_run_end_with_one_complete_run() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     common::dataset(root, "toy", 4, 1);
-    let a = args(root, &model, &["--num-train-epochs", "4", "--patience", "100"]);
+    let a = args(
+        root,
+        &model,
+        &["--num-train-epochs", "4", "--patience", "100"],
+    );
     let handles: Vec<_> = (0..2)
         .map(|_| {
             let a = a.clone();
@@ -162,16 +177,27 @@ fn the_teacher_cache_checksum_covers_the_response_tokens_in_its_header() {
         &model,
         &["--training-method", "act", "--num-train-epochs", "1"],
     );
-    assert_eq!(ia2_train::run(&act).unwrap()[0].teacher_from_cache, Some(false));
+    assert_eq!(
+        ia2_train::run(&act).unwrap()[0].teacher_from_cache,
+        Some(false)
+    );
     act.force = true;
-    assert_eq!(ia2_train::run(&act).unwrap()[0].teacher_from_cache, Some(true));
+    assert_eq!(
+        ia2_train::run(&act).unwrap()[0].teacher_from_cache,
+        Some(true)
+    );
     // Change one response token id in the header (same length, the file stays valid safetensors).
     let cache = root.join("outputs/teacher_cache");
     let entry = std::fs::read_dir(&cache)
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("teacher-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("teacher-")
+        })
         .unwrap();
     let mut bytes = std::fs::read(&entry).unwrap();
     let pat = b"train_tokens\\\":[[";
@@ -188,4 +214,20 @@ fn the_teacher_cache_checksum_covers_the_response_tokens_in_its_header() {
         Some(false),
         "an edited token id is detected and the targets recomputed"
     );
+}
+
+#[test]
+fn a_training_file_built_from_an_older_main_json_is_refused() {
+    let Some(model) = common::model("qwen3-tiny") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    common::dataset(root, "toy", 4, 1);
+    let main = root.join("data/toy/main.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&main).unwrap()).unwrap();
+    v["val_examples"][0]["answer"] = serde_json::json!("1");
+    std::fs::write(&main, serde_json::to_vec(&v).unwrap()).unwrap();
+    let err = err_of(&args(root, &model, &["--num-train-epochs", "1"]));
+    assert!(err.contains("older") && err.contains("train-sets"), "{err}");
 }

@@ -46,6 +46,14 @@ impl GenerateArgs {
             self.stop.iter().all(|s| !s.is_empty()),
             "--stop: an empty stop string would stop every generation at once"
         );
+        if let Some(path) = &self.output
+            && path.is_dir()
+        {
+            anyhow::bail!(
+                "--output {} is a directory (expected a file path for the JSON lines)",
+                path.display()
+            );
+        }
         Ok(())
     }
 }

@@ -7,9 +7,9 @@
 
 use anyhow::{Context, Result, bail};
 use ia2_sweep::config::SweepConfig;
-use ia2_sweep::toml;
 use ia2_sweep::ledger::Ledger;
 use ia2_sweep::plan::{Plan, Stage};
+use ia2_sweep::toml;
 use ia2_sweep::worker::{self, Readiness};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -207,15 +207,31 @@ impl RunArgs {
             v.as_ref()
                 .map(|v| V::Array(v.iter().cloned().map(V::String).collect()))
         };
-        let ints = |v: &Option<Vec<usize>>| v.as_ref().map(|v| V::Array(v.iter().map(|&x| int(x)).collect()));
-        let floats = |v: &Option<Vec<f64>>| v.as_ref().map(|v| V::Array(v.iter().map(|&x| V::Float(x)).collect()));
+        let ints = |v: &Option<Vec<usize>>| {
+            v.as_ref()
+                .map(|v| V::Array(v.iter().map(|&x| int(x)).collect()))
+        };
+        let floats = |v: &Option<Vec<f64>>| {
+            v.as_ref()
+                .map(|v| V::Array(v.iter().map(|&x| V::Float(x)).collect()))
+        };
         s("model", self.model.clone().map(V::String));
         s("model_id", self.model_id.clone().map(V::String));
         s("revision", self.revision.clone().map(V::String));
         s("dtype", self.dtype.clone().map(V::String));
         s("device", self.device.clone().map(V::String));
-        s("data_dir", self.data_dir.as_ref().map(|p| V::String(p.display().to_string())));
-        s("output_dir", self.output_dir.as_ref().map(|p| V::String(p.display().to_string())));
+        s(
+            "data_dir",
+            self.data_dir
+                .as_ref()
+                .map(|p| V::String(p.display().to_string())),
+        );
+        s(
+            "output_dir",
+            self.output_dir
+                .as_ref()
+                .map(|p| V::String(p.display().to_string())),
+        );
         s("training_methods", strs(&self.training_methods));
         s("datasets", strs(&self.datasets));
         s("num_generated_tokens", ints(&self.num_generated_tokens));
@@ -225,7 +241,10 @@ impl RunArgs {
         s("lora_rs", ints(&self.lora_rs));
         s("lora_alphas", ints(&self.lora_alphas));
         s("ia3_types", strs(&self.ia3_types));
-        s("num_virtual_tokens_list", ints(&self.num_virtual_tokens_list));
+        s(
+            "num_virtual_tokens_list",
+            ints(&self.num_virtual_tokens_list),
+        );
         s("label_types", strs(&self.label_types));
         s("ce_loss_weights", floats(&self.ce_loss_weights));
         s("tokl_top_k", strs(&self.tokl_top_k));
@@ -239,29 +258,50 @@ impl RunArgs {
         s("train.micro_batch", self.micro_batch.map(int));
         s("train.patience", self.patience.map(int));
         s("train.dev_eval_steps", self.dev_eval_steps.map(int));
-        s("train.gradient_clip_val", self.gradient_clip_val.map(V::Float));
+        s(
+            "train.gradient_clip_val",
+            self.gradient_clip_val.map(V::Float),
+        );
         s("train.seed", self.seed.map(|x| V::Integer(x as i64)));
         s("train.teacher_batch", self.teacher_batch.map(int));
         s("train.shuffle_demos", self.shuffle_demos.map(V::Boolean));
         s("train.num_shuffles", self.num_shuffles.map(int));
         s("train.fixed_demos", self.fixed_demos.map(V::Boolean));
-        s("train.log_checkpoints", self.log_checkpoints.map(V::Boolean));
-        s("train.checkpoint_frequency", self.checkpoint_frequency.map(int));
+        s(
+            "train.log_checkpoints",
+            self.log_checkpoints.map(V::Boolean),
+        );
+        s(
+            "train.checkpoint_frequency",
+            self.checkpoint_frequency.map(int),
+        );
         s("eval.eval_datasets", strs(&self.eval_datasets));
         s("eval.icl_source_datasets", strs(&self.icl_source_datasets));
         s("eval.icl_max_demos", ints(&self.icl_max_demos));
-        s("eval.num_gen_tokens_eval", self.num_gen_tokens_eval.map(int));
-        s("eval.uncertainty_analysis", self.uncertainty_analysis.map(V::Boolean));
+        s(
+            "eval.num_gen_tokens_eval",
+            self.num_gen_tokens_eval.map(int),
+        );
+        s(
+            "eval.uncertainty_analysis",
+            self.uncertainty_analysis.map(V::Boolean),
+        );
         s("eval.max_eval_examples", self.max_eval_examples.map(int));
         s("eval.enabled", self.eval.map(V::Boolean));
         s("execution.executor", self.executor.clone().map(V::String));
         s("execution.max_parallel", self.max_parallel.map(int));
-        s("execution.max_attempts", self.max_attempts.map(|x| V::Integer(x.into())));
+        s(
+            "execution.max_attempts",
+            self.max_attempts.map(|x| V::Integer(x.into())),
+        );
         s("execution.job_timeout_s", self.job_timeout.map(V::Float));
         s("slurm.partition", self.partition.clone().map(V::String));
         s("slurm.time", self.time.clone().map(V::String));
         s("slurm.mem", self.mem.clone().map(V::String));
-        s("slurm.cpus_per_task", self.cpus_per_task.map(|x| V::Integer(x.into())));
+        s(
+            "slurm.cpus_per_task",
+            self.cpus_per_task.map(|x| V::Integer(x.into())),
+        );
         s("slurm.gres", self.gres.clone().map(V::String));
         s("slurm.account", self.account.clone().map(V::String));
         o
@@ -403,7 +443,9 @@ fn execute(dir: &Path, config: &SweepConfig, progress: bool, wait: bool) -> Resu
                 },
             )?;
             if subs.is_empty() {
-                println!("nothing to submit: every job is finished (or failed: see `ia2 sweep status`)");
+                println!(
+                    "nothing to submit: every job is finished (or failed: see `ia2 sweep status`)"
+                );
             }
             for s in &subs {
                 println!(
@@ -470,7 +512,11 @@ pub fn dry_run(plan: &Plan, dir: &Path, verbose: bool) -> Result<String> {
         vec![false; plan.jobs.len()]
     };
     writeln!(s, "sweep {} — {} jobs", dir.display(), plan.jobs.len())?;
-    writeln!(s, "{:<11} {:>6} {:>6} {:>7}", "stage", "jobs", "done", "to run")?;
+    writeln!(
+        s,
+        "{:<11} {:>6} {:>6} {:>7}",
+        "stage", "jobs", "done", "to run"
+    )?;
     for stage in Stage::ALL {
         let idx: Vec<usize> = (0..plan.jobs.len())
             .filter(|&i| plan.jobs[i].stage == stage)
@@ -479,7 +525,14 @@ pub fn dry_run(plan: &Plan, dir: &Path, verbose: bool) -> Result<String> {
             continue;
         }
         let d = idx.iter().filter(|&&i| done[i]).count();
-        writeln!(s, "{:<11} {:>6} {:>6} {:>7}", stage.name(), idx.len(), d, idx.len() - d)?;
+        writeln!(
+            s,
+            "{:<11} {:>6} {:>6} {:>7}",
+            stage.name(),
+            idx.len(),
+            d,
+            idx.len() - d
+        )?;
     }
     writeln!(s)?;
     for stage in Stage::ALL {
@@ -499,7 +552,11 @@ pub fn dry_run(plan: &Plan, dir: &Path, verbose: bool) -> Result<String> {
                 i,
                 if done[i] { "done" } else { "    " },
                 j.id,
-                if j.implicit { "  (needed by phase 2)" } else { "" },
+                if j.implicit {
+                    "  (needed by phase 2)"
+                } else {
+                    ""
+                },
                 if j.deps.is_empty() {
                     String::new()
                 } else {

@@ -46,6 +46,9 @@ pub struct DatasetArgs {
     /// Validation set size (words repeat beyond 24).
     #[arg(long, default_value_t = 24)]
     pub num_val_samples: usize,
+    /// Replace an existing main.json that holds another dataset.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(cmd: ToyCommand) -> Result<()> {
@@ -85,12 +88,13 @@ pub fn run(cmd: ToyCommand) -> Result<()> {
                     "{flag} {v} is implausibly large (at most 1000000)"
                 );
             }
-            let path = ia2_toy::write_task_dataset(
+            let path = ia2_toy::write_task_dataset_with(
                 a.task_seed,
                 &a.data_dir,
                 &a.name,
                 a.num_train_samples,
                 a.num_val_samples,
+                a.force,
             )?;
             println!("wrote {}", path.display());
             Ok(())

@@ -327,7 +327,9 @@ fn cases() -> Vec<Case> {
         // ---- train
         case("train_negative_lr", &["train", "--model", "{M}", "--dataset", "toy", "--data-dir", "{D}", "--output-dir", "{out}", "--lr=-1"], &["--lr"]),
         case("train_nan_lr", &["train", "--model", "{M}", "--dataset", "toy", "--data-dir", "{D}", "--output-dir", "{out}", "--lr", "NaN"], &["--lr"]),
-        case("train_absurd_lr", &["train", "--model", "{M}", "--dataset", "toy", "--data-dir", "{D}", "--output-dir", "{out}", "--lr", "1e30"], &["--lr"]),
+        // Valid, but the run diverges (collapse): failed, nothing kept.
+        case("train_absurd_lr", &["train", "--model", "{M}", "--dataset", "toy", "--data-dir", "{D}", "--output-dir", "{out}", "--lr", "1e30", "--label-type", "ground_truth", "--num-runs", "1", "--num-virtual-tokens", "4"], &["diverged", "--lr", "tok run 0"]),
+        case("train_absurd_lr_ia3", &["train", "--training-method", "ia3-tok", "--model", "{M}", "--dataset", "toy", "--data-dir", "{D}", "--output-dir", "{out}", "--lr", "1e30", "--label-type", "ground_truth", "--num-runs", "1"], &["diverged", "ia3-tok run 0"]),
         case("train_zero_batch", &["train", "--model", "{M}", "--dataset", "toy", "--data-dir", "{D}", "--output-dir", "{out}", "--batch-size", "0"], &["--batch-size"]),
         case("train_unknown_method", &["train", "--training-method", "magic", "--output-dir", "{out}"], &["magic"]),
         case("train_bad_lora_type", &["train", "--model", "{M}", "--dataset", "toy", "--data-dir", "{D}", "--output-dir", "{out}", "--lora-type", "xyz"], &["--lora-type"]),
@@ -483,9 +485,15 @@ fn bad_inputs_fail_cleanly() {
                     let mut left = snapshot(&out);
                     // `ia2 eval` records every invocation, failed evaluations included, in a summary
                     // (complete, written atomically): not a half-written result.
+                    // Advisory lock files (`.ia2-lock-*`, ia2-runs) stay by design: they hold no data and
+                    // the kernel releases the lock with its holder.
                     left.retain(|p, _| {
-                        !(p.parent().is_some_and(|d| d.ends_with("evaluation_summaries"))
-                            && p.extension().is_some_and(|e| e == "json"))
+                        let lock = p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(".ia2-lock-"));
+                        let summary = p.parent().is_some_and(|d| d.ends_with("evaluation_summaries"))
+                            && p.extension().is_some_and(|e| e == "json");
+                        !(lock || summary)
                     });
                     if !left.is_empty() {
                         problems.push(format!("left files behind: {:?}", left.keys().collect::<Vec<_>>()));

@@ -72,3 +72,41 @@ pub fn progress(len: usize, what: &str) -> ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// Like [`write_unless_exists`] for a file derived from `sources` (its `main.json` files): an existing file
+/// is kept only when its sidecar (`.{file}.ia2-source.json`, see [`ia2_runs::provenance`]) says it was built
+/// from the sources as they are now; one built from an older version is rebuilt (with a warning), and one
+/// without a sidecar (built before sidecars existed) is kept with a warning. The sidecar is written with
+/// the file.
+pub fn write_derived<T: Serialize>(
+    path: &Path,
+    sources: &[&Path],
+    force: bool,
+    value: impl FnOnce() -> Result<T>,
+) -> Result<WriteOutcome> {
+    use ia2_runs::provenance::{SourceCheck, check_sources, record_sources};
+    let mut force = force;
+    if path.exists() && !force {
+        match check_sources(path, sources)? {
+            SourceCheck::Current => {}
+            SourceCheck::Unknown => tracing::warn!(
+                "{} has no record of the main.json it was built from (built by an older ia2?): kept; \
+                 --force rebuilds it",
+                path.display()
+            ),
+            SourceCheck::Changed(changed) => {
+                tracing::warn!(
+                    "{} was built from an older {}: rebuilding it",
+                    path.display(),
+                    changed.join(", ")
+                );
+                force = true;
+            }
+        }
+    }
+    let outcome = write_unless_exists(path, force, value)?;
+    if outcome == WriteOutcome::Written {
+        record_sources(path, sources)?;
+    }
+    Ok(outcome)
+}
