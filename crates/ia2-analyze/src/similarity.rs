@@ -442,6 +442,7 @@ struct SimCacheKey {
     format: u32,
     model_fingerprint: String,
     dtype: String,
+    device: String,
     /// sha256 of adapter_config.json + adapter_model.safetensors, or "base".
     adapter: String,
     /// Digest of every data file, the tokenizer, M and the demo count.
@@ -648,6 +649,7 @@ impl Ctx<'_> {
             format: 1,
             model_fingerprint: self.fingerprint.clone(),
             dtype: self.cfg.model.dtype.clone(),
+            device: self.cfg.model.device.clone(),
             adapter: identity.to_string(),
             data: inputs.data_digest.clone(),
             num_generated_tokens: steps,

@@ -202,7 +202,25 @@ impl DataStore {
         let eval = self.dataset(&plan.eval_dataset)?;
         let mut files = plan.inputs.clone();
         let mut built = false;
-        let file: EvalDemosFile = if plan.path.is_file() {
+        // A demo file built from an older main.json (of the evaluated or the demo-source dataset) is rebuilt.
+        let mains = [
+            self.data_dir.join(&plan.eval_dataset).join("main.json"),
+            self.data_dir.join(&plan.icl_source).join("main.json"),
+        ];
+        let main_refs: Vec<&Path> = mains.iter().map(PathBuf::as_path).collect();
+        let stale = plan.path.is_file()
+            && match ia2_runs::provenance::check_sources(&plan.path, &main_refs)? {
+                ia2_runs::provenance::SourceCheck::Changed(changed) => {
+                    tracing::warn!(
+                        "{} was built from an older {}: rebuilding it",
+                        plan.path.display(),
+                        changed.join(", ")
+                    );
+                    true
+                }
+                _ => false,
+            };
+        let file: EvalDemosFile = if plan.path.is_file() && !stale {
             ia2_data::io::read_json(&plan.path)?
         } else {
             let source = self.dataset(&plan.icl_source)?;
@@ -239,6 +257,7 @@ impl DataStore {
                 config,
             );
             ia2_data::io::write_json_atomic(&plan.path, &file)?;
+            ia2_runs::provenance::record_sources(&plan.path, &main_refs)?;
             tracing::info!(path = %plan.path.display(), demos = plan.demos, "built evaluation demo set");
             built = true;
             file

@@ -198,3 +198,37 @@ fn path_of_adapter(fx: &Fx) -> PathBuf {
     fx.root
         .join("outputs/tok/sst2/model_qv_4_8_1_4_0.0001_0_ground_truth/adapter_model.safetensors")
 }
+
+#[test]
+fn demo_files_built_from_an_older_main_json_are_rebuilt() {
+    use ia2_runs::provenance::{SourceCheck, check_sources};
+    let fx = fixture();
+    let s = ia2_eval::run(&args(&fx, "a/model", &["--model-types", "base"])).unwrap();
+    assert_eq!(s.evaluated, 1);
+    let main = fx.root.join("data/sst2/main.json");
+    // data/{eval}/val/{icl source}/{N}_{run}_d{D}.json
+    let demos = [fx.root.join("data/sst2/val/sst2/4_0_d3.json")];
+    assert!(demos[0].is_file());
+    assert_eq!(
+        check_sources(&demos[0], &[&main, &main]).unwrap(),
+        SourceCheck::Current
+    );
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&main).unwrap()).unwrap();
+    v["val_examples"][0]["question"] = json!("Text:changed number 100\nLabel:");
+    write_json(&main, &v);
+    assert!(matches!(
+        check_sources(&demos[0], &[&main, &main]).unwrap(),
+        SourceCheck::Changed(_)
+    ));
+    let s = ia2_eval::run(&args(&fx, "a/model", &["--model-types", "base"])).unwrap();
+    assert_eq!(s.evaluated, 1, "the changed data is evaluated again");
+    assert_eq!(
+        check_sources(&demos[0], &[&main, &main]).unwrap(),
+        SourceCheck::Current
+    );
+    let text = std::fs::read_to_string(&demos[0]).unwrap();
+    assert!(
+        text.contains("changed number 100"),
+        "rebuilt from the new main.json"
+    );
+}

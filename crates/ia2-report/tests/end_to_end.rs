@@ -487,7 +487,10 @@ fn chromium() -> Option<PathBuf> {
         let status = std::process::Command::new("sh")
             .args([
                 "-c",
-                "apt-get update && (apt-get install -y chromium-headless-shell || apt-get install -y chromium)",
+                // Other tests may install their tools at the same time: wait for the dpkg lock.
+                "apt-get -o DPkg::Lock::Timeout=600 update && \
+                 (apt-get -o DPkg::Lock::Timeout=600 install -y chromium-headless-shell || \
+                  apt-get -o DPkg::Lock::Timeout=600 install -y chromium)",
             ])
             .status()
             .expect("running apt-get");

@@ -28,7 +28,7 @@ pub fn run_dir(outputs: &Path, method: TrainingMethod, dataset: &str, run_name: 
 }
 
 /// The lock file guarding `target` (a run directory, a result file, a cache entry): `.ia2-lock-{name}`
-/// beside it. Lock files are never deleted (deleting one would let two processes lock different files).
+/// beside it, removed by its holder on release (see [`crate::lock`]).
 pub fn lock_path(target: &Path) -> PathBuf {
     let name = target
         .file_name()

@@ -1,5 +1,6 @@
 //! Advisory locks (`flock`) per run directory, evaluation result and teacher cache entry: a lock file
-//! `.ia2-lock-{name}` beside the target ([`crate::layout::lock_path`]). Locks belong to an open file, so
+//! `.ia2-lock-{name}` beside the target ([`crate::layout::lock_path`]), present only while the lock is held
+//! (or left by a crashed holder, then reused). Locks belong to an open file, so
 //! two threads with their own [`Lock`]s exclude each other as two processes do; the kernel releases a lock
 //! when its holder dies, so a crashed process never blocks anyone.
 
@@ -32,36 +33,55 @@ impl Lock {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening lock file {}", path.display()))?;
-        if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
-            let holder = holder(&mut file);
-            match wait {
-                Wait::Fail => bail!(
-                    "{} is being written by another ia2 process{holder} (lock {} held); try again when it \
-                     has finished",
-                    target.display(),
-                    path.display()
-                ),
-                Wait::Block => {
-                    tracing::warn!(
-                        "{} is being written by another ia2 process{holder}; waiting for it to finish",
-                        target.display()
-                    );
-                    flock(&file, libc::LOCK_EX)?;
+        let mut waited = false;
+        loop {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("opening lock file {}", path.display()))?;
+            if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+                let holder = holder(&mut file);
+                match wait {
+                    Wait::Fail => bail!(
+                        "{} is being written by another ia2 process{holder} (lock {} held); try again \
+                         when it has finished",
+                        target.display(),
+                        path.display()
+                    ),
+                    Wait::Block => {
+                        if !waited {
+                            tracing::warn!(
+                                "{} is being written by another ia2 process{holder}; waiting for it to \
+                                 finish",
+                                target.display()
+                            );
+                            waited = true;
+                        }
+                        flock(&file, libc::LOCK_EX)?;
+                    }
                 }
             }
+            // The holder removes the lock file when it releases the lock: if the file we locked is no
+            // longer the one at `path`, it was released meanwhile; lock the current one.
+            let same = match (file.metadata(), std::fs::metadata(&path)) {
+                (Ok(a), Ok(b)) => {
+                    use std::os::unix::fs::MetadataExt;
+                    a.ino() == b.ino() && a.dev() == b.dev()
+                }
+                _ => false,
+            };
+            if !same {
+                continue;
+            }
+            // Record the holder for the messages of those who wait.
+            file.set_len(0).ok();
+            file.rewind().ok();
+            let _ = write!(file, "{}", std::process::id());
+            return Ok(Lock { file, path });
         }
-        // Record the holder for the messages of those who wait.
-        file.set_len(0).ok();
-        file.rewind().ok();
-        let _ = write!(file, "{}", std::process::id());
-        Ok(Lock { file, path })
     }
 
     /// The lock file.
@@ -71,7 +91,10 @@ impl Lock {
 }
 
 impl Drop for Lock {
+    /// Removes the lock file while still holding the lock (so no directory fills up with them), then
+    /// unlocks. A waiter that locked the removed file notices and locks the current one.
     fn drop(&mut self) {
+        std::fs::remove_file(&self.path).ok();
         // SAFETY: unlocking our own open descriptor.
         unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
     }
@@ -137,5 +160,9 @@ mod tests {
             .expect("gets it once released");
         h.join().unwrap();
         assert!(!target.exists(), "locking never creates the target");
+        assert!(
+            !crate::layout::lock_path(&target).exists(),
+            "the lock file goes with the last holder"
+        );
     }
 }

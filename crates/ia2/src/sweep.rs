@@ -10,7 +10,7 @@ use ia2_sweep::config::SweepConfig;
 use ia2_sweep::ledger::Ledger;
 use ia2_sweep::plan::{Plan, Stage};
 use ia2_sweep::toml;
-use ia2_sweep::worker::{self, Readiness};
+use ia2_sweep::worker;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,13 +20,13 @@ pub struct SweepArgs {
     #[command(subcommand)]
     command: Option<SweepCommand>,
     #[command(flatten)]
-    run: RunArgs,
+    run: Box<RunArgs>,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum SweepCommand {
     /// Plan the grid and run it (the default): locally with `--max-parallel` workers or on Slurm.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Progress per stage, failures with their error text, model loads.
     Status(StatusArgs),
     /// Give failed jobs their attempts back and run the sweep again.
@@ -363,8 +363,8 @@ pub struct BenchArgs {
     /// Scratch directory (a temporary one by default).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Workers of the sweep.
-    #[arg(long, default_value_t = 2)]
+    /// Workers of the sweep (1: the same parallelism as the one-by-one loop).
+    #[arg(long, default_value_t = 1)]
     pub max_parallel: usize,
     /// Also run the jobs one by one with `ia2 train` / `ia2 eval` (slower).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -676,8 +676,6 @@ fn bench(b: &BenchArgs) -> Result<()> {
         }
         for job in &plan.jobs {
             if let ia2_sweep::JobKind::EvalRun { point, run } = &job.kind {
-                let args = ia2_sweep::jobs::train_args(c, point, *run)?;
-                let _ = args;
                 let dir = find_run_dir(&out2, point, *run)?;
                 let mut w = vec!["eval".to_string()];
                 w.extend(one_by_one_eval_words(c, &dir, &out2));
@@ -771,14 +769,4 @@ fn find_run_dir(out: &Path, p: &ia2_sweep::plan::Point, run: usize) -> Result<Pa
         }
     }
     bail!("no run {run} of {} under {}", p.key(), base.display())
-}
-
-#[allow(dead_code)]
-fn readiness_counts(plan: &Plan, dir: &Path) -> Result<Vec<Readiness>> {
-    let ledger = Ledger::open(dir)?;
-    Ok(worker::readiness(
-        plan,
-        &ledger.snapshot()?,
-        plan.config.execution.max_attempts,
-    ))
 }
