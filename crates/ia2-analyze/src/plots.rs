@@ -1,4 +1,4 @@
-//! Every figure of the analyses, drawn with plotters as SVG and converted to PNG (resvg) and PDF (svg2pdf).
+//! Every figure of the analyses, drawn with plotters as SVG and converted to PNG and PDF by `ia2_report::plots`.
 //!
 //! Method colours follow analysis.md: tok blue, tokl orange, act green, tna red, a2t purple, t2a brown, base
 //! black. Heatmaps put the first axis of their matrix on y (rows) and the second on x (columns), and say which
@@ -8,12 +8,11 @@ use crate::similarity::{BASE_NO_DEMOS, SimilarityReport};
 use crate::stats::MeanStd;
 use crate::subspace::{PAIRS, SubspaceReport, pair_id, pair_label};
 use crate::vs_performance::{CONTOUR_LEVELS, VsPerformance};
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
 
 const FONT: &str = "sans-serif";
 
@@ -46,68 +45,16 @@ pub fn palette(i: usize) -> RGBColor {
     P[i % P.len()]
 }
 
-fn fontdb() -> Arc<resvg::usvg::fontdb::Database> {
-    static DB: OnceLock<Arc<resvg::usvg::fontdb::Database>> = OnceLock::new();
-    DB.get_or_init(|| {
-        let mut db = resvg::usvg::fontdb::Database::new();
-        db.load_system_fonts();
-        for family in ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"] {
-            if db
-                .faces()
-                .any(|f| f.families.iter().any(|(n, _)| n == family))
-            {
-                db.set_sans_serif_family(family);
-                break;
-            }
-        }
-        Arc::new(db)
-    })
-    .clone()
-}
-
-/// Writes `<stem>.svg`, `<stem>.png` and `<stem>.pdf` from one SVG text (atomically). PNG and PDF failures
-/// are logged, never fatal: the SVG is the figure of record.
+/// Writes `<stem>.svg`, `<stem>.png` (192 dpi) and `<stem>.pdf` from one SVG text (atomically), with the
+/// report's converters and its embedded font. PNG and PDF failures are logged, never fatal: the SVG is the
+/// figure of record.
 pub fn write_figure(dir: &Path, stem: &str, svg: &str) -> Result<()> {
     ia2_data::io::write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
-    let opt = resvg::usvg::Options {
-        fontdb: fontdb(),
-        ..Default::default()
-    };
-    let png = (|| -> Result<Vec<u8>> {
-        let tree = resvg::usvg::Tree::from_str(svg, &opt).map_err(|e| anyhow!("{e}"))?;
-        let size = tree.size().to_int_size();
-        let scale = 2.0;
-        let mut pixmap = resvg::tiny_skia::Pixmap::new(
-            (size.width() as f32 * scale) as u32,
-            (size.height() as f32 * scale) as u32,
-        )
-        .context("empty figure")?;
-        pixmap.fill(resvg::tiny_skia::Color::WHITE);
-        resvg::render(
-            &tree,
-            resvg::tiny_skia::Transform::from_scale(scale, scale),
-            &mut pixmap.as_mut(),
-        );
-        pixmap.encode_png().map_err(|e| anyhow!("{e}"))
-    })();
-    match png {
+    match ia2_report::plots::svg_to_png(svg, 192.0) {
         Ok(b) => ia2_data::io::write_atomic(&dir.join(format!("{stem}.png")), &b)?,
         Err(e) => tracing::warn!("{stem}.png not written: {e:#}"),
     }
-    let pdf = (|| -> Result<Vec<u8>> {
-        let o = svg2pdf::usvg::Options {
-            fontdb: fontdb(),
-            ..Default::default()
-        };
-        let tree = svg2pdf::usvg::Tree::from_str(svg, &o).map_err(|e| anyhow!("{e}"))?;
-        svg2pdf::to_pdf(
-            &tree,
-            svg2pdf::ConversionOptions::default(),
-            svg2pdf::PageOptions::default(),
-        )
-        .map_err(|e| anyhow!("{e:?}"))
-    })();
-    match pdf {
+    match ia2_report::plots::svg_to_pdf(svg) {
         Ok(b) => ia2_data::io::write_atomic(&dir.join(format!("{stem}.pdf")), &b)?,
         Err(e) => tracing::warn!("{stem}.pdf not written: {e:#}"),
     }
