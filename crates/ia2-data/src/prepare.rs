@@ -353,9 +353,13 @@ fn format_examples(
     Ok(out)
 }
 
+/// sha256 (the project's one file hash, `ia2_runs::fingerprint::file_sha256`) and size of a file.
 fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok((hex(&Sha256::digest(&bytes)), bytes.len() as u64))
+    let sha = ia2_runs::fingerprint::file_sha256(path)?;
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    Ok((sha, len))
 }
 
 fn hex(bytes: &[u8]) -> String {

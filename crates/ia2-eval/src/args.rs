@@ -224,7 +224,11 @@ impl EvalArgs {
         for (flag, v, max) in [
             ("--batch-size", self.batch_size, 1usize << 20),
             ("--top-k", self.top_k, 1 << 20),
-            ("--num-gen-tokens-eval", self.num_gen_tokens_eval.unwrap_or(1), 1 << 20),
+            (
+                "--num-gen-tokens-eval",
+                self.num_gen_tokens_eval.unwrap_or(1),
+                1 << 20,
+            ),
         ] {
             ensure!(v <= max, "{flag} {v} is implausibly large (at most {max})");
         }

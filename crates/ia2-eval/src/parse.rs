@@ -166,6 +166,9 @@ mod tests {
         let e = DatasetInfo::new("x", &json!({"max_choices": 1_000_000_000_000u64}))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("max_choices") && e.contains("implausibly large"), "{e}");
+        assert!(
+            e.contains("max_choices") && e.contains("implausibly large"),
+            "{e}"
+        );
     }
 }

@@ -284,7 +284,11 @@ impl ModelConfig {
             ("num_attention_heads", self.num_attention_heads, 4096),
             ("num_key_value_heads", self.num_key_value_heads, 4096),
             ("head_dim", self.head_dim, 1 << 14),
-            ("max_position_embeddings", self.max_position_embeddings, 1 << 26),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1 << 26,
+            ),
         ] {
             if v > max {
                 return Err(err(

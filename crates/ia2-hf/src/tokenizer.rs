@@ -54,7 +54,9 @@ pub fn load_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(err(format!("invalid tokenizer file (the tokenizers crate panicked: {what})")))
+            Err(err(format!(
+                "invalid tokenizer file (the tokenizers crate panicked: {what})"
+            )))
         }
     }
 }

@@ -353,7 +353,10 @@ fn struct_literal_validation() {
 #[test]
 fn implausibly_large_sizes_are_refused() {
     for (field, value) in [
-        ("num_hidden_layers", serde_json::json!(1_000_000_000_000_000u64)),
+        (
+            "num_hidden_layers",
+            serde_json::json!(1_000_000_000_000_000u64),
+        ),
         ("vocab_size", serde_json::json!(1_000_000_000_000u64)),
         ("hidden_size", serde_json::json!(1u64 << 40)),
         ("intermediate_size", serde_json::json!(1u64 << 40)),
@@ -387,14 +390,21 @@ fn config_values_are_checked_against_the_weights() {
         c.check_weights(&path, &weights).unwrap_err().to_string()
     };
     let e = check(&|c| c.vocab_size += 1);
-    assert!(e.contains("vocab_size") && e.contains("embed_tokens"), "{e}");
+    assert!(
+        e.contains("vocab_size") && e.contains("embed_tokens"),
+        "{e}"
+    );
     let e = check(&|c| c.hidden_size += 2);
     assert!(e.contains("hidden_size"), "{e}");
     let e = check(&|c| c.num_hidden_layers += 1);
     assert!(
-        e.contains("num_hidden_layers") && e.contains(&format!("holds {} layers", config.num_hidden_layers)),
+        e.contains("num_hidden_layers")
+            && e.contains(&format!("holds {} layers", config.num_hidden_layers)),
         "{e}"
     );
     let e = check(&|c| c.num_hidden_layers -= 1);
-    assert!(e.contains("num_hidden_layers") && e.contains("more layers"), "{e}");
+    assert!(
+        e.contains("num_hidden_layers") && e.contains("more layers"),
+        "{e}"
+    );
 }

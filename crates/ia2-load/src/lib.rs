@@ -227,9 +227,18 @@ mod tests {
         assert_eq!(args(&p("..")).model_name(), "my-model");
         assert_eq!(args(&p("../")).model_name(), "my-model");
         assert_eq!(args(&p("../../my-model/")).model_name(), "my-model");
-        assert_eq!(args(&format!("{}/.", model.display())).model_name(), "my-model");
-        assert_eq!(args(&format!("{}/./", model.display())).model_name(), "my-model");
-        assert_eq!(args(&format!("{}/", model.display())).model_name(), "my-model");
+        assert_eq!(
+            args(&format!("{}/.", model.display())).model_name(),
+            "my-model"
+        );
+        assert_eq!(
+            args(&format!("{}/./", model.display())).model_name(),
+            "my-model"
+        );
+        assert_eq!(
+            args(&format!("{}/", model.display())).model_name(),
+            "my-model"
+        );
         // `.` itself: the current directory's name.
         let cwd = std::env::current_dir().unwrap();
         let want = cwd.file_name().unwrap().to_string_lossy().into_owned();

@@ -327,7 +327,10 @@ impl BenchArgs {
         );
         if let Some(n) = self.threads {
             ensure!(n > 0, "--threads must be at least 1");
-            ensure!(n <= 4096, "--threads {n} is implausibly large (at most 4096)");
+            ensure!(
+                n <= 4096,
+                "--threads {n} is implausibly large (at most 4096)"
+            );
         }
         if let Some(path) = &self.json
             && path.is_dir()
@@ -341,13 +344,11 @@ impl BenchArgs {
 pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     args.validate()?;
     let report = match args.threads {
-        Some(n) => {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .context("building the thread pool")?
-                .install(|| run_inner(args))?
-        }
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .context("building the thread pool")?
+            .install(|| run_inner(args))?,
         None => run_inner(args)?,
     };
     if let Some(path) = &args.json {

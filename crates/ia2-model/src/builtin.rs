@@ -95,7 +95,9 @@ fn write_model(config: &ModelConfig, dir: &Path) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut normal = |shape: Vec<usize>, name: String| {
         let n: usize = shape.iter().product();
-        let values = (0..n).map(|_| 0.05 * (rng.standard_normal() as f32)).collect();
+        let values = (0..n)
+            .map(|_| 0.05 * (rng.standard_normal() as f32))
+            .collect();
         tensors.push((name, shape, values));
     };
     let (h, v) = (config.hidden_size, config.vocab_size);
@@ -146,7 +148,6 @@ fn write_model(config: &ModelConfig, dir: &Path) -> Result<()> {
         serde_json::json!({"eos_token_id": EOS_ID, "pad_token_id": EOS_ID}).to_string(),
     )
 }
-
 
 /// A byte-level BPE tokenizer with one token per byte (id = byte value, GPT-2's byte-to-unicode map)
 /// and no merges, plus `<|endoftext|>`: any text round-trips exactly.

@@ -548,7 +548,9 @@ pub fn execute(
                 .outputs
                 .first()
                 .with_context(|| format!("the run directory of {train} is not in the ledger"))?;
-            let args = eval_run_args(c, &PathBuf::from(dir))?;
+            let mut args = eval_run_args(c, &PathBuf::from(dir))?;
+            // Results of a run that was trained again are stale: evaluate anew.
+            args.overwrite = snap.state(&job.id).invalidated;
             eval(&args, models, c, ledger, worker)
         }
         JobKind::EvalBase { num_train_examples } => {

@@ -119,6 +119,8 @@ pub struct JobState {
     pub identity: Option<String>,
     pub note: String,
     pub interrupted: u32,
+    /// Its finished outputs were found stale (and not redone since): a rerun must overwrite them.
+    pub invalidated: bool,
 }
 
 impl Default for JobState {
@@ -138,6 +140,7 @@ impl Default for JobState {
             identity: None,
             note: String::new(),
             interrupted: 0,
+            invalidated: false,
         }
     }
 }
@@ -165,6 +168,7 @@ impl JobState {
                 note,
             } => {
                 self.status = Status::Done;
+                self.invalidated = false;
                 self.secs = Some(*secs);
                 self.outputs = outputs.clone();
                 self.identity = identity.clone();
@@ -195,6 +199,7 @@ impl JobState {
             }
             Ev::Invalidated { .. } => {
                 self.status = Status::Pending;
+                self.invalidated = true;
                 self.outputs.clear();
                 self.identity = None;
             }

@@ -392,7 +392,32 @@ fn jobs_are_per_run_and_a_failure_blocks_only_its_dependents() {
     let text = st.to_string();
     assert!(text.contains("boom") && text.contains(&act0), "{text}");
     assert_eq!(st.total.failed, 1);
-    // a2t run 0, its evaluation and act run 0's evaluation.
-    assert_eq!(st.total.blocked, 3);
+    // a2t run 0, its evaluation, act run 0's evaluation and the report over all evaluations.
+    assert_eq!(st.total.blocked, 4);
+    assert_eq!(of("report"), Readiness::Blocked);
     assert_eq!(of(&find("eval/act/", "run0")), Readiness::Blocked);
+}
+
+#[test]
+fn slurm_options_pass_through_to_sbatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = config(
+        tmp.path(),
+        &format!("{BASE}training_methods = [\"tok\"]\n[slurm]\npartition = \"gpu\"\ntime = \"01:00:00\"\nmem = \"16G\"\ncpus_per_task = 4\ngres = \"gpu:1\"\naccount = \"lab\"\nextra_args = [\"--qos=high\"]\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        ia2_sweep::slurm::sbatch_options(&c.slurm),
+        [
+            "--partition=gpu",
+            "--time=01:00:00",
+            "--mem=16G",
+            "--cpus-per-task=4",
+            "--gres=gpu:1",
+            "--account=lab",
+            "--qos=high"
+        ]
+    );
+    assert!(ia2_sweep::slurm::sbatch_options(&SweepConfig::default().slurm).is_empty());
 }

@@ -143,7 +143,10 @@ mod tests {
         let gone = PathBuf::from("/nonexistent/ia2/fixtures");
         assert_eq!(resolve_fixtures(gone.clone(), false), None);
         let caught = std::panic::catch_unwind(|| resolve_fixtures(gone, true));
-        assert!(caught.is_err(), "CI must turn absent fixtures into a failure");
+        assert!(
+            caught.is_err(),
+            "CI must turn absent fixtures into a failure"
+        );
         let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         assert_eq!(resolve_fixtures(here.clone(), true), Some(here));
     }

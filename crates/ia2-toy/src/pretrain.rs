@@ -248,7 +248,6 @@ impl WeightSource for InitWeights {
     }
 }
 
-
 /// The freshly initialised decoder: normal(0, init_std) embeddings and projections, unit norms.
 pub fn init_decoder(config: &PretrainConfig, device: &Device) -> Result<Decoder> {
     let mc = config.model_config();

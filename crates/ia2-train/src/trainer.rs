@@ -62,10 +62,16 @@ impl std::fmt::Display for Criterion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Criterion::NonFiniteLoss { which, value } => {
-                write!(f, "non-finite loss: the {which} loss is {value} (NaN or infinite)")
+                write!(
+                    f,
+                    "non-finite loss: the {which} loss is {value} (NaN or infinite)"
+                )
             }
             Criterion::NonFiniteParameters => {
-                write!(f, "non-finite parameters: an adapter parameter is NaN or infinite")
+                write!(
+                    f,
+                    "non-finite parameters: an adapter parameter is NaN or infinite"
+                )
             }
             Criterion::Explosion {
                 which,
@@ -131,14 +137,7 @@ fn checked_loss<'a>(
 ) -> Result<(burn::tensor::Tensor<1>, LossSums)> {
     batch_loss(decoder, adapter, items, cfg.loss, cfg.ce_weight, cfg.pad).map_err(|e| {
         match e.downcast_ref::<crate::loss::NonFiniteLoss>() {
-            Some(n) => diverged(
-                step,
-                epoch,
-                Criterion::NonFiniteLoss {
-                    which,
-                    value: n.0,
-                },
-            ),
+            Some(n) => diverged(step, epoch, Criterion::NonFiniteLoss { which, value: n.0 }),
             None => e,
         }
     })
@@ -209,7 +208,11 @@ fn check_collapse(
             l.iter().map(|&x| x as f64 - m).collect()
         };
         let (a, b) = (centred(&logits[0]), centred(other));
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
         let scale = a.iter().map(|x| x.abs()).fold(0.0, f64::max).max(1.0);
         tracing::debug!(step, spread, diff, scale, "collapse probe");
         if diff <= INPUT_INDEPENDENCE * scale {
@@ -336,14 +339,7 @@ fn checked_eval_loss(
 ) -> Result<LossSums> {
     eval_loss(decoder, adapter, items, cfg).map_err(|e| {
         match e.downcast_ref::<crate::loss::NonFiniteLoss>() {
-            Some(n) => diverged(
-                at.0,
-                at.1,
-                Criterion::NonFiniteLoss {
-                    which,
-                    value: n.0,
-                },
-            ),
+            Some(n) => diverged(at.0, at.1, Criterion::NonFiniteLoss { which, value: n.0 }),
             None => e,
         }
     })
@@ -387,7 +383,8 @@ pub fn train(
     // adapter stops here, before any step).
     let probes = probes(train);
     ensure_finite_parameters(adapter, (0, 0))?;
-    let initial_train = checked_eval_loss(decoder, adapter, train, cfg, "initial train", (0, 0))?.total;
+    let initial_train =
+        checked_eval_loss(decoder, adapter, train, cfg, "initial train", (0, 0))?.total;
     let initial_dev = if dev.is_empty() {
         None
     } else {
@@ -540,7 +537,9 @@ mod tests {
         };
         let msg = d.to_string();
         assert!(
-            msg.contains("step 7 (epoch 2)") && msg.contains("collapse") && msg.contains("constant"),
+            msg.contains("step 7 (epoch 2)")
+                && msg.contains("collapse")
+                && msg.contains("constant"),
             "{msg}"
         );
         let n = Criterion::NonFiniteLoss {

@@ -208,7 +208,10 @@ mod tests {
     fn max_new_tokens_is_capped_at_the_position_limit() {
         assert!(check_position_limit(10, 0, 22, 32).is_ok());
         let e = check_position_limit(10, 0, 23, 32).unwrap_err().to_string();
-        assert!(e.contains("--max-new-tokens 23") && e.contains("at most 22"), "{e}");
+        assert!(
+            e.contains("--max-new-tokens 23") && e.contains("at most 22"),
+            "{e}"
+        );
         let e = check_position_limit(10, 20, 3, 32).unwrap_err().to_string();
         assert!(e.contains("at most 2") && e.contains("20 virtual"), "{e}");
         assert!(check_position_limit(32, 0, 1, 32).is_err());

@@ -113,7 +113,8 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, Option<SystemTime>)> {
                 stack.push(p.clone());
                 // Temporary directories count even when empty.
                 let name = p.file_name().unwrap().to_string_lossy().to_string();
-                if name.contains(".tmp") || name.contains(".partial") || name.contains(".replaced") {
+                if name.contains(".tmp") || name.contains(".partial") || name.contains(".replaced")
+                {
                     out.insert(p, (0, None));
                 }
             } else {
@@ -208,7 +209,11 @@ fn setup() -> World {
     std::fs::write(x.join("long.txt"), "a".repeat(5000) + "\n").unwrap();
     std::fs::create_dir_all(x.join("a_directory")).unwrap();
     std::fs::write(x.join("plain_file"), "x").unwrap();
-    std::fs::write(x.join("truncated_tokenizer.json"), "{\"version\": \"1.0\", \"mod").unwrap();
+    std::fs::write(
+        x.join("truncated_tokenizer.json"),
+        "{\"version\": \"1.0\", \"mod",
+    )
+    .unwrap();
 
     // Data: a toy dataset with training files and demo sets, and broken datasets beside it.
     let d = w.data();
@@ -231,10 +236,8 @@ fn setup() -> World {
         "--data-dir",
         &d_s,
     ]);
-    let main: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(d.join("toy/main.json")).unwrap(),
-    )
-    .unwrap();
+    let main: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("toy/main.json")).unwrap()).unwrap();
     let write_main = |name: &str, v: &serde_json::Value| {
         std::fs::create_dir_all(d.join(name)).unwrap();
         std::fs::write(
@@ -292,6 +295,7 @@ fn setup() -> World {
     w
 }
 
+#[rustfmt::skip]
 fn cases() -> Vec<Case> {
     vec![
         // ---- data prepare
@@ -416,16 +420,35 @@ fn cases() -> Vec<Case> {
 /// Cases for the commands that other parts add (`sweep`, `report`, `analyze`), when the binary has them.
 fn later_cases(help: &str) -> Vec<Case> {
     let mut out = Vec::new();
-    let has = |cmd: &str| help.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} ")));
+    let has = |cmd: &str| {
+        help.lines()
+            .any(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+    };
     if has("sweep") {
-        out.push(case("sweep_unknown_flag", &["sweep", "--no-such-flag"], &["--no-such-flag"]));
-        out.push(case("sweep_missing_file", &["sweep", "run", "{X}/absent_sweep.toml"], &["absent_sweep"]));
+        out.push(case(
+            "sweep_unknown_flag",
+            &["sweep", "--no-such-flag"],
+            &["--no-such-flag"],
+        ));
+        out.push(case(
+            "sweep_missing_file",
+            &["sweep", "run", "{X}/absent_sweep.toml"],
+            &["absent_sweep"],
+        ));
     }
     if has("report") {
-        out.push(case("report_unknown_flag", &["report", "--no-such-flag"], &["--no-such-flag"]));
+        out.push(case(
+            "report_unknown_flag",
+            &["report", "--no-such-flag"],
+            &["--no-such-flag"],
+        ));
     }
     if has("analyze") {
-        out.push(case("analyze_unknown_flag", &["analyze", "--no-such-flag"], &["--no-such-flag"]));
+        out.push(case(
+            "analyze_unknown_flag",
+            &["analyze", "--no-such-flag"],
+            &["--no-such-flag"],
+        ));
     }
     out
 }
@@ -464,7 +487,8 @@ fn bad_inputs_fail_cleanly() {
                     let Some(c) = all.get(i) else { break };
                     let out = w.root.path().join("cases").join(c.name);
                     std::fs::create_dir_all(&out).unwrap();
-                    let args: Vec<String> = c.args.iter().map(|a| substitute(a, &w, &out)).collect();
+                    let args: Vec<String> =
+                        c.args.iter().map(|a| substitute(a, &w, &out)).collect();
                     let (code, stderr, took) = ia2(&args, &w.cache(), &out);
                     let mut problems = Vec::new();
                     match code {
@@ -491,18 +515,23 @@ fn bad_inputs_fail_cleanly() {
                         let lock = p
                             .file_name()
                             .is_some_and(|n| n.to_string_lossy().starts_with(".ia2-lock-"));
-                        let summary = p.parent().is_some_and(|d| d.ends_with("evaluation_summaries"))
+                        let summary = p
+                            .parent()
+                            .is_some_and(|d| d.ends_with("evaluation_summaries"))
                             && p.extension().is_some_and(|e| e == "json");
                         !(lock || summary)
                     });
                     if !left.is_empty() {
-                        problems.push(format!("left files behind: {:?}", left.keys().collect::<Vec<_>>()));
+                        problems.push(format!(
+                            "left files behind: {:?}",
+                            left.keys().collect::<Vec<_>>()
+                        ));
                     }
                     if std::env::var_os("IA2_BAD_INPUT_VERBOSE").is_some() {
                         eprintln!(
                             "{} → {code:?}: {}",
                             c.name,
-                            stderr.lines().last().unwrap_or("")
+                            stderr.lines().next_back().unwrap_or("")
                         );
                     }
                     if !problems.is_empty() {
@@ -521,7 +550,8 @@ fn bad_inputs_fail_cleanly() {
     });
     // Nothing outside the cases' own directories was written or changed (data, models, corrupt copies).
     let mut shared_after = snapshot(w.root.path());
-    shared_after.retain(|p, _| !p.starts_with(w.root.path().join("cases")) && !p.starts_with(w.cache()));
+    shared_after
+        .retain(|p, _| !p.starts_with(w.root.path().join("cases")) && !p.starts_with(w.cache()));
     let mut before = shared_before;
     before.retain(|p, _| !p.starts_with(w.root.path().join("cases")) && !p.starts_with(w.cache()));
     let failures = failures.into_inner().unwrap();

@@ -210,6 +210,21 @@ fn a_grid_with_a2t_and_t2a_runs_end_to_end_and_resumes_without_redoing_anything(
     again.sort();
     // The run, its evaluation and the report, nothing else.
     assert_eq!(again, ["eval", "report", "train"], "{done3:?}");
+    // The evaluation of the retrained run was computed again, not taken from the stale result.
+    let ledger = std::fs::read_to_string(dir.join("ledger.jsonl")).unwrap();
+    let last_eval = ledger
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["ev"] == "done" && v["job"].as_str().unwrap_or("").starts_with("eval/t2a/"))
+        .last()
+        .unwrap();
+    assert!(
+        last_eval["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 evaluated"),
+        "{last_eval}"
+    );
     assert_eq!(products(&root.join("outputs")), made);
 }
 
@@ -383,7 +398,7 @@ fn a_job_past_its_timeout_is_killed_and_recorded_and_tokl_is_not_retrained() {
     let plan = write_plan(
         tmp.path(),
         "training_methods = [\"tokl\"]\ntokl_top_k = [\"5\"]\nnum_train_examples = [4]\nlrs = [0.03]\nnum_runs = 1\n\
-         [execution]\nmax_attempts = 1\njob_timeout_s = 4.0",
+         [execution]\nmax_attempts = 1\njob_timeout_s = 8.0",
     );
     let dir = tmp.path().join("sweep");
     let (p, d) = (plan.to_str().unwrap(), dir.to_str().unwrap());
