@@ -137,9 +137,9 @@ impl ModelConfig {
 
     /// Parses config.json text; `origin` is only used in error messages.
     pub fn from_json_str(text: &str, origin: impl AsRef<Path>) -> Result<Self> {
-        let value: Value = serde_json::from_str(text).map_err(|source| Error::Json {
+        let value: Value = serde_json::from_str(text).map_err(|error| Error::Json {
             path: origin.as_ref().to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_value(&value, origin.as_ref())
     }

@@ -6,20 +6,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error on a named file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory being accessed.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not a separate source: `{:#}` would print it twice).
+        error: std::io::Error,
     },
     /// A file that is not valid JSON (or not the expected JSON shape).
-    #[error("{}: invalid JSON: {source}", path.display())]
+    #[error("{}: invalid JSON: {error}", path.display())]
     Json {
         /// The JSON file.
         path: PathBuf,
-        /// The underlying error.
-        source: serde_json::Error,
+        /// The underlying error (in the message, not a separate source).
+        error: serde_json::Error,
     },
     /// A config file field that is missing, has the wrong type or an unsupported value.
     #[error("{}: field `{field}`: {message}", path.display())]
@@ -96,7 +96,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Io { path, source }
+    move |error| Error::Io { path, error }
 }
 
 pub(crate) fn config_err(
@@ -114,8 +114,8 @@ pub(crate) fn config_err(
 /// Reads and parses a JSON file.
 pub(crate) fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
+    serde_json::from_str(&text).map_err(|error| Error::Json {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }

@@ -214,9 +214,9 @@ fn a_grid_with_a2t_and_t2a_runs_end_to_end_and_resumes_without_redoing_anything(
     let ledger = std::fs::read_to_string(dir.join("ledger.jsonl")).unwrap();
     let last_eval = ledger
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["ev"] == "done" && v["job"].as_str().unwrap_or("").starts_with("eval/t2a/"))
-        .last()
+        .find(|v| v["ev"] == "done" && v["job"].as_str().unwrap_or("").starts_with("eval/t2a/"))
         .unwrap();
     assert!(
         last_eval["note"]
