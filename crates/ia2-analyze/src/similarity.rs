@@ -84,7 +84,7 @@ impl Default for ModelSpec {
 }
 
 impl ModelSpec {
-    fn args(&self) -> Result<ia2_load::ModelArgs> {
+    fn args(&self) -> Result<ia2_load::ModelOptions> {
         use ia2_load::WeightDtype;
         let dtype = match self.dtype.as_str() {
             "f32" | "float32" | "float" => WeightDtype::F32,
@@ -92,7 +92,7 @@ impl ModelSpec {
             "f16" | "float16" | "half" => WeightDtype::F16,
             other => bail!("unknown dtype {other:?}: expected f32, bf16 or f16"),
         };
-        Ok(ia2_load::ModelArgs {
+        Ok(ia2_load::ModelOptions {
             model: self.model.clone(),
             model_id: self.model_id.clone(),
             revision: self.revision.clone(),

@@ -1,19 +1,12 @@
 //! Both analyses end to end on runs from real `ia2 train` calls (tok, act, a2t; N = 4, two runs) and their
 //! real `ia2 eval` results, on the qwen3-tiny fixture model.
 
-use clap::Parser;
 use ia2_analyze::SelectionConfig;
 use ia2_analyze::similarity::{self, BASE_NO_DEMOS, ModelSpec, SimilarityConfig};
 use ia2_analyze::subspace::{self, SubspaceConfig};
 use ia2_data::schema::{Example, MainFile};
-use ia2_data::train_sets::TrainSetsArgs;
+use ia2_data::train_sets::TrainSetsConfig;
 use std::path::Path;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ia2_train::TrainArgs,
-}
 
 const WORDS: [&str; 12] = [
     "a gripping film",
@@ -46,9 +39,9 @@ fn dataset(data_dir: &Path, n: usize, runs: u32) {
             .collect(),
     };
     ia2_data::io::write_json_atomic(&data_dir.join("toy").join("main.json"), &main).unwrap();
-    ia2_data::train_sets::run(TrainSetsArgs {
+    ia2_data::train_sets::run(TrainSetsConfig {
         num_runs: runs,
-        ..TrainSetsArgs::new("toy", data_dir.to_path_buf(), vec![n])
+        ..TrainSetsConfig::new("toy", data_dir.to_path_buf(), vec![n])
     })
     .unwrap();
 }
@@ -71,51 +64,36 @@ fn subspace_and_similarity_on_trained_runs() {
     let (data, outputs) = (root.join("data"), root.join("outputs"));
     dataset(&data, 4, 2);
     let s = |p: &Path| p.to_str().unwrap().to_string();
+    let model_options = ia2_load::ModelOptions {
+        model: s(&model),
+        ..Default::default()
+    };
     for method in ["tok", "act", "a2t"] {
-        let words = [
-            "ia2-train",
-            "--model",
-            &s(&model),
-            "--training-method",
-            method,
-            "--dataset",
-            "toy",
-            "--data-dir",
-            &s(&data),
-            "--output-dir",
-            &s(&outputs),
-            "--num-train-examples",
-            "4",
-            "--num-runs",
-            "2",
-            "--lr",
-            "0.05",
-            "--num-train-epochs",
-            "2",
-            "--lora-r",
-            "4",
-        ];
-        let args = Cli::try_parse_from(words).unwrap().args;
+        let args = ia2_train::TrainConfig {
+            model: model_options.clone(),
+            training_method: method.parse().unwrap(),
+            dataset: "toy".into(),
+            data_dir: data.clone(),
+            output_dir: outputs.clone(),
+            num_train_examples: 4,
+            num_runs: 2,
+            lr: 0.05,
+            num_train_epochs: 2,
+            lora_r: 4,
+            ..Default::default()
+        };
         ia2_train::run(&args).unwrap();
     }
-    let eval = ia2_eval::EvalArgs::from_cli([
-        "--model",
-        &s(&model),
-        "--model-types",
-        "tok",
-        "act",
-        "a2t",
-        "--trained-datasets",
-        "toy",
-        "--eval-datasets",
-        "toy",
-        "--outputs-dir",
-        &s(&outputs),
-        "--data-dir",
-        &s(&data),
-        "--uncertainty-analysis",
-    ])
-    .unwrap();
+    let eval = ia2_eval::EvalConfig {
+        model: model_options,
+        model_types: vec!["tok".into(), "act".into(), "a2t".into()],
+        trained_datasets: vec!["toy".into()],
+        eval_datasets: vec!["toy".into()],
+        outputs_dir: outputs.clone(),
+        data_dir: data.clone(),
+        uncertainty_analysis: true,
+        ..Default::default()
+    };
     ia2_eval::run(&eval).unwrap();
 
     let selection = SelectionConfig {

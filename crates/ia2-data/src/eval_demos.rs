@@ -26,34 +26,45 @@ use crate::splits::sample::eval_demo_positions;
 use crate::splits::schema::{EvalDemosConfig, EvalDemosFile, TrainFile, render_demo};
 use crate::train_sets::train_file_path;
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct EvalDemosArgs {
+/// The options of `ia2 data eval-demos` as plain data (`..Default::default()` for the rest; the flags are in the binary,
+/// `crates/ia2/src/cli/data.rs`). Required flags default to empty here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalDemoSetsConfig {
     /// Evaluation dataset: its `val_examples` are the queries.
-    #[arg(long)]
     pub eval_dataset: String,
     /// Dataset whose held-out training pool supplies the demos.
-    #[arg(long)]
     pub icl_source: String,
     /// Training-set sizes N whose `train/{N}_{run}.json` define the held-out pool.
-    #[arg(long, num_args = 1.., required = true)]
     pub num_train_examples: Vec<usize>,
     /// Number of runs; run r uses seed r and `train/{N}_{r}.json`.
-    #[arg(long, default_value_t = 5)]
     pub num_runs: u32,
     /// Requested demo counts (one file per count).
-    #[arg(long, num_args = 1.., default_values_t = [48])]
     pub icl_max_demos: Vec<usize>,
     /// Do not cap the demo count at N-1.
-    #[arg(long)]
     pub no_n_cap: bool,
     /// Root data directory.
-    #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
     /// Rebuild files that already exist.
-    #[arg(long)]
     pub force: bool,
+}
+
+impl Default for EvalDemoSetsConfig {
+    fn default() -> Self {
+        EvalDemoSetsConfig {
+            eval_dataset: String::new(),
+            icl_source: String::new(),
+            num_train_examples: Vec::new(),
+            num_runs: 5,
+            icl_max_demos: vec![48],
+            no_n_cap: false,
+            data_dir: "data".into(),
+            force: false,
+        }
+    }
 }
 
 /// `<data_dir>/<eval>/val/<icl_source>/{N}_{run}_d{D}.json`.
@@ -103,7 +114,7 @@ pub fn build_eval_demos(
 
 /// The held-out demo pool of `<icl_source>/train/{N}_{run}.json`.
 fn load_pool(
-    args: &EvalDemosArgs,
+    args: &EvalDemoSetsConfig,
     source_train: &[Example],
     n: usize,
     run: u32,
@@ -132,7 +143,7 @@ fn load_pool(
         .collect()
 }
 
-pub fn run(args: EvalDemosArgs) -> Result<()> {
+pub fn run(args: EvalDemoSetsConfig) -> Result<()> {
     if args.num_train_examples.contains(&0) {
         bail!("--num-train-examples must be at least 1 (got 0)");
     }

@@ -22,35 +22,46 @@ use crate::splits::common::{WriteOutcome, load_main, main_path, progress, write_
 use crate::splits::sample::ldr_split;
 use crate::splits::schema::{IclDemos, Split, TrainFile, render_demo};
 use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct LdrArgs {
+/// The options of `ia2 data ldr` as plain data (`..Default::default()` for the rest; the flags are in the binary,
+/// `crates/ia2/src/cli/data.rs`). Required flags default to empty here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LdrConfig {
     /// Dataset name: reads `<data-dir>/<dataset>/main.json`, writes `<data-dir>/<dataset>-ldr/train/`.
-    #[arg(long)]
     pub dataset: String,
     /// N: labelled demos.
-    #[arg(long = "num-labelled", num_args = 1.., required = true)]
     pub num_labelled: Vec<usize>,
     /// M: unlabelled training queries.
-    #[arg(long = "num-unlabelled", num_args = 1.., required = true)]
     pub num_unlabelled: Vec<usize>,
     /// K: maximum number of distinct demo orders.
-    #[arg(long = "max-permutations", num_args = 1.., default_values_t = [24])]
     pub max_permutations: Vec<usize>,
     /// Number of runs; run r uses seed r.
-    #[arg(long, default_value_t = 5)]
     pub num_runs: u32,
     /// Cap on dev queries (also capped at M/2).
-    #[arg(long, default_value_t = 48)]
     pub num_dev_examples: usize,
     /// Root data directory.
-    #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
     /// Rebuild files that already exist.
-    #[arg(long)]
     pub force: bool,
+}
+
+impl Default for LdrConfig {
+    fn default() -> Self {
+        LdrConfig {
+            dataset: String::new(),
+            num_labelled: Vec::new(),
+            num_unlabelled: Vec::new(),
+            max_permutations: vec![24],
+            num_runs: 5,
+            num_dev_examples: 48,
+            data_dir: "data".into(),
+            force: false,
+        }
+    }
 }
 
 /// `<data_dir>/<name>-ldr/train/{N}_{M}_{K}_{run}.json`.
@@ -132,7 +143,7 @@ pub fn build_ldr_file(
     })
 }
 
-pub fn run(args: LdrArgs) -> Result<()> {
+pub fn run(args: LdrConfig) -> Result<()> {
     if !(1..=crate::train_sets::MAX_RUNS).contains(&args.num_runs) {
         bail!(
             "--num-runs must be between 1 and {} (got {})",

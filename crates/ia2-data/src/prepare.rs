@@ -16,38 +16,48 @@ use crate::registry::{DatasetId, DatasetSpec, PoolPlan, RowFilter, Split, Templa
 use crate::schema::Example;
 use crate::stats::{LengthStats, char_len};
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct PrepareArgs {
+/// The options of `ia2 data prepare` as plain data (`..Default::default()` for the rest; the flags are in the binary,
+/// `crates/ia2/src/cli/data.rs`). Required flags default to empty here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrepareConfig {
     /// Dataset name (sst2, agnews, bbcnews, finsen, poems, strategytf, gsm8k, gsm8ks, sciqa, hmath_<subset>,
     /// sciq_remap, qasc_remap).
-    #[arg(long)]
     pub dataset: String,
     /// Raw source: a file, a directory of raw or parquet files, or a Hugging Face cache (`$HF_HOME`,
     /// `.../hub`, or `.../hub/datasets--org--name`). Defaults to `$HF_HOME` (or ~/.cache/huggingface).
-    #[arg(long)]
     pub source: Option<PathBuf>,
     /// Output root: writes `<data-dir>/<name>/main.json`.
-    #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
     /// `tokenizer.json` used for the token-length statistics (omitted from the metadata when not given).
-    #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    #[arg(long, default_value_t = 2000)]
     pub num_train_samples: usize,
-    #[arg(long, default_value_t = 500)]
     pub num_val_samples: usize,
     /// Shuffle seed (the seed system always used 42).
-    #[arg(long, default_value_t = 42)]
     pub seed: u32,
     /// Overwrite an existing main.json.
-    #[arg(long)]
     pub force: bool,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        PrepareConfig {
+            dataset: String::new(),
+            source: None,
+            data_dir: "data".into(),
+            tokenizer: None,
+            num_train_samples: 2000,
+            num_val_samples: 500,
+            seed: 42,
+            force: false,
+        }
+    }
 }
 
 /// What `prepare` did.
@@ -57,7 +67,7 @@ pub enum Outcome {
     Skipped(PathBuf),
 }
 
-pub fn run(args: PrepareArgs) -> Result<()> {
+pub fn run(args: PrepareConfig) -> Result<()> {
     match prepare(&args)? {
         Outcome::Written(p) => println!("wrote {}", p.display()),
         Outcome::Skipped(p) => {
@@ -83,7 +93,7 @@ pub fn main_path(data_dir: &Path, id: DatasetId) -> PathBuf {
 }
 
 /// Runs the prepare stage; skips an existing output unless `force`.
-pub fn prepare(args: &PrepareArgs) -> Result<Outcome> {
+pub fn prepare(args: &PrepareConfig) -> Result<Outcome> {
     let id = DatasetId::parse(&args.dataset)?;
     let spec = id.spec();
     let out = main_path(&args.data_dir, id);
@@ -448,7 +458,7 @@ fn label_counts(examples: &[Example]) -> BTreeMap<String, usize> {
 pub fn build(
     spec: &DatasetSpec,
     source: &Path,
-    args: &PrepareArgs,
+    args: &PrepareConfig,
     tokenizer: Option<&tokenizers::Tokenizer>,
 ) -> Result<MainOut> {
     let resolved = readers::resolve_source(source, spec)?;

@@ -6,30 +6,41 @@ use crate::prepare::{load_tokenizer, main_path};
 use crate::registry::DatasetId;
 use crate::schema::{Example, MainFile, icl_prompt};
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct ShowArgs {
+/// The options of `ia2 data show` as plain data (`..Default::default()` for the rest; the flags are in the binary,
+/// `crates/ia2/src/cli/data.rs`). Required flags default to empty here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShowConfig {
     /// Dataset name (as given to `ia2 data prepare`).
-    #[arg(long)]
     pub dataset: String,
-    #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
     /// `tokenizer.json` for token lengths.
-    #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Number of example prompts to render.
-    #[arg(short = 'n', long = "num-examples", default_value_t = 3)]
     pub n: usize,
     /// Number of ICL demos in the "with demos" prompts (taken from train_examples, else val_examples, never
     /// the query itself).
-    #[arg(long, default_value_t = 3)]
     pub num_demos: usize,
 }
 
-pub fn run(args: ShowArgs) -> Result<()> {
+impl Default for ShowConfig {
+    fn default() -> Self {
+        ShowConfig {
+            dataset: String::new(),
+            data_dir: "data".into(),
+            tokenizer: None,
+            n: 3,
+            num_demos: 3,
+        }
+    }
+}
+
+pub fn run(args: ShowConfig) -> Result<()> {
     print!("{}", render(&args)?);
     Ok(())
 }
@@ -50,7 +61,7 @@ fn balance(examples: &[Example]) -> String {
 }
 
 /// The whole report as text.
-pub fn render(args: &ShowArgs) -> Result<String> {
+pub fn render(args: &ShowConfig) -> Result<String> {
     let id = DatasetId::parse(&args.dataset)?;
     let spec = id.spec();
     let path = main_path(&args.data_dir, id);

@@ -24,58 +24,58 @@ use crate::splits::common::{WriteOutcome, load_main, main_path, progress, write_
 use crate::splits::sample::{DemoIndices, demo_cap, training_split};
 use crate::splits::schema::{IclDemos, Split, TrainFile, render_demo};
 use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// Defaults of `ia2 data train-sets` (the seed's), shared by the options and [`TrainSetsArgs::new`].
+/// Defaults of `ia2 data train-sets` (the seed's), used by [`TrainSetsConfig::new`] and `Default`.
 const DEFAULT_NUM_RUNS: u32 = 5;
 const DEFAULT_MAX_ICL_DEMOS: usize = 48;
 const DEFAULT_NUM_DEV_EXAMPLES: usize = 48;
 const DEFAULT_NUM_SHUFFLES: usize = 5;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct TrainSetsArgs {
+/// The options of `ia2 data train-sets` as plain data (`..Default::default()` for the rest; the flags are in the binary,
+/// `crates/ia2/src/cli/data.rs`). Required flags default to empty here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSetsConfig {
     /// Dataset name: reads `<data-dir>/<dataset>/main.json`.
-    #[arg(long)]
     pub dataset: String,
     /// Training-set sizes N (one file per N and run).
-    #[arg(long, num_args = 1.., required = true)]
     pub num_train_examples: Vec<usize>,
     /// Number of runs; run r uses seed r.
-    #[arg(long, default_value_t = DEFAULT_NUM_RUNS)]
     pub num_runs: u32,
     /// Cap on demos per example (also capped at N-1).
-    #[arg(long, default_value_t = DEFAULT_MAX_ICL_DEMOS)]
     pub max_icl_demos: usize,
     /// Cap on dev examples (also capped at N/2).
-    #[arg(long, default_value_t = DEFAULT_NUM_DEV_EXAMPLES)]
     pub num_dev_examples: usize,
     /// Name files `shuffled_{K}_{N}_{run}.json` (demos are re-shuffled K times at training time).
-    #[arg(long)]
     pub shuffle_demos: bool,
     /// K for `--shuffle-demos`.
-    #[arg(long, default_value_t = DEFAULT_NUM_SHUFFLES)]
     pub num_shuffles: usize,
     /// One shared demo list drawn from the remaining pool; files go to `train_fixed/`.
-    #[arg(long)]
     pub fixed_demos: bool,
     /// Root data directory.
-    #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
     /// Rebuild files that already exist.
-    #[arg(long)]
     pub force: bool,
 }
 
-impl TrainSetsArgs {
+impl Default for TrainSetsConfig {
+    fn default() -> Self {
+        TrainSetsConfig::new(String::new(), "data", Vec::new())
+    }
+}
+
+impl TrainSetsConfig {
     /// The options `ia2 data train-sets --dataset D --num-train-examples N... --data-dir DIR` runs with:
     /// every other option at its default (`num_runs` 5, unique unshuffled demos, no `--force`).
     pub fn new(
         dataset: impl Into<String>,
         data_dir: impl Into<PathBuf>,
         num_train_examples: Vec<usize>,
-    ) -> TrainSetsArgs {
-        TrainSetsArgs {
+    ) -> TrainSetsConfig {
+        TrainSetsConfig {
             dataset: dataset.into(),
             num_train_examples,
             num_runs: DEFAULT_NUM_RUNS,
@@ -123,7 +123,7 @@ pub fn train_file_path(
 /// Builds the content of one training file (pure: no I/O).
 pub fn build_train_file(
     main: &MainFile,
-    args: &TrainSetsArgs,
+    args: &TrainSetsConfig,
     n: usize,
     run: u32,
 ) -> Result<TrainFile> {
@@ -214,7 +214,7 @@ pub fn build_train_file(
     })
 }
 
-impl TrainSetsArgs {
+impl TrainSetsConfig {
     /// Checks the options before anything is read or written.
     pub fn validate(&self) -> Result<()> {
         if self.num_train_examples.contains(&0) {
@@ -239,7 +239,7 @@ impl TrainSetsArgs {
 /// The most runs `data train-sets`, `eval-demos` and `ldr` accept.
 pub const MAX_RUNS: u32 = 100_000;
 
-pub fn run(args: TrainSetsArgs) -> Result<()> {
+pub fn run(args: TrainSetsConfig) -> Result<()> {
     args.validate()?;
     let main = load_main(&args.data_dir, &args.dataset)?;
     if main.train_examples.is_empty() {
@@ -291,29 +291,21 @@ pub fn run(args: TrainSetsArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::TrainSetsArgs;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: TrainSetsArgs,
-    }
+    use super::TrainSetsConfig;
 
     #[test]
-    fn new_equals_the_command_line_defaults() {
-        let parsed = Cli::parse_from([
-            "ia2",
-            "--dataset",
-            "sst2",
-            "--num-train-examples",
-            "4",
-            "8",
-            "--data-dir",
-            "somewhere",
-        ])
-        .args;
-        let built = TrainSetsArgs::new("sst2", "somewhere", vec![4, 8]);
-        assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+    fn new_is_the_default_with_the_required_options() {
+        let built = TrainSetsConfig::new("sst2", "somewhere", vec![4, 8]);
+        let expected = TrainSetsConfig {
+            dataset: "sst2".into(),
+            num_train_examples: vec![4, 8],
+            data_dir: "somewhere".into(),
+            ..TrainSetsConfig::default()
+        };
+        assert_eq!(built, expected);
+        assert_eq!(
+            (built.num_runs, built.max_icl_demos, built.num_dev_examples),
+            (5, 48, 48)
+        );
     }
 }

@@ -108,7 +108,7 @@ fn sciq_cache(home: &Path) {
     );
 }
 
-fn small(dataset: &str, source: &Path, out: &Path) -> ia2_data::prepare::PrepareArgs {
+fn small(dataset: &str, source: &Path, out: &Path) -> ia2_data::prepare::PrepareConfig {
     let mut a = args(dataset, source, out);
     a.num_train_samples = 20;
     a.num_val_samples = 8;

@@ -1,8 +1,8 @@
 //! `ia2 data show` on a prepared file: counts, balance, prompts with and without demos, lengths.
 
-use ia2_data::prepare::{PrepareArgs, prepare};
+use ia2_data::prepare::{PrepareConfig, prepare};
 use ia2_data::schema::{Example, icl_prompt};
-use ia2_data::show::{ShowArgs, render};
+use ia2_data::show::{ShowConfig, render};
 use std::path::PathBuf;
 
 fn tokenizer_path() -> Option<PathBuf> {
@@ -40,7 +40,7 @@ fn show_renders_counts_balance_and_prompts() {
         "label\tcontent\n0\tbad film\n1\tgood film\n1\tgreat film\n",
     )
     .unwrap();
-    prepare(&PrepareArgs {
+    prepare(&PrepareConfig {
         dataset: "sst2".into(),
         source: Some(src),
         data_dir: dir.path().join("data"),
@@ -51,7 +51,7 @@ fn show_renders_counts_balance_and_prompts() {
         force: false,
     })
     .unwrap();
-    let text = render(&ShowArgs {
+    let text = render(&ShowConfig {
         dataset: "sst2".into(),
         data_dir: dir.path().join("data"),
         tokenizer: tokenizer_path(),
@@ -74,7 +74,7 @@ fn show_renders_counts_balance_and_prompts() {
         assert!(text.contains("token_length: max"), "{text}");
     }
     // an unprepared dataset gives a helpful error
-    let e = render(&ShowArgs {
+    let e = render(&ShowConfig {
         dataset: "gsm8k".into(),
         data_dir: dir.path().join("data"),
         tokenizer: None,

@@ -1,10 +1,10 @@
 //! End-to-end checks of `ia2 data train-sets / eval-demos / ldr` on a temporary data directory.
 
-use ia2_data::eval_demos::{self, EvalDemosArgs};
-use ia2_data::ldr::{self, LdrArgs};
+use ia2_data::eval_demos::{self, EvalDemoSetsConfig};
+use ia2_data::ldr::{self, LdrConfig};
 use ia2_data::splits::sample::factorial_saturating;
 use ia2_data::splits::schema::{EvalDemosFile, IclDemos, TrainFile};
-use ia2_data::train_sets::{self, TrainSetsArgs};
+use ia2_data::train_sets::{self, TrainSetsConfig};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -49,8 +49,8 @@ fn write_main(dir: &Path, name: &str, n_train: usize, n_val: usize) {
     .unwrap();
 }
 
-fn train_args(dir: &Path, name: &str, ns: &[usize], runs: u32) -> TrainSetsArgs {
-    TrainSetsArgs {
+fn train_args(dir: &Path, name: &str, ns: &[usize], runs: u32) -> TrainSetsConfig {
+    TrainSetsConfig {
         dataset: name.to_string(),
         num_train_examples: ns.to_vec(),
         num_runs: runs,
@@ -266,7 +266,7 @@ fn eval_demos_come_from_held_out_pool_with_count_in_name() {
     write_main(&tmp.0, "src", 40, 2);
     write_main(&tmp.0, "ev", 3, 6);
     train_sets::run(train_args(&tmp.0, "src", &[8], 2)).unwrap();
-    let args = EvalDemosArgs {
+    let args = EvalDemoSetsConfig {
         eval_dataset: "ev".into(),
         icl_source: "src".into(),
         num_train_examples: vec![8],
@@ -322,8 +322,8 @@ fn eval_demos_come_from_held_out_pool_with_count_in_name() {
     );
 }
 
-fn ldr_args(dir: &Path, n: usize, m: usize, k: usize) -> LdrArgs {
-    LdrArgs {
+fn ldr_args(dir: &Path, n: usize, m: usize, k: usize) -> LdrConfig {
+    LdrConfig {
         dataset: "toy".into(),
         num_labelled: vec![n],
         num_unlabelled: vec![m],
@@ -426,106 +426,10 @@ fn ldr_files_have_disjoint_demos_and_distinct_bounded_orders() {
     );
 }
 
-#[derive(clap::Parser)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: ia2_data::cli::DataCommand,
-}
-
-/// The flags parse as documented (and clap's own consistency checks pass).
-#[test]
-fn cli_flags_parse() {
-    use clap::{CommandFactory, Parser};
-    use ia2_data::cli::DataCommand;
-    Cli::command().debug_assert();
-    let cli = Cli::try_parse_from([
-        "data",
-        "train-sets",
-        "--dataset",
-        "sst2",
-        "--num-train-examples",
-        "2",
-        "4",
-        "8",
-        "--num-runs",
-        "5",
-        "--max-icl-demos",
-        "256",
-        "--num-dev-examples",
-        "48",
-        "--shuffle-demos",
-        "--num-shuffles",
-        "3",
-        "--force",
-    ])
-    .unwrap();
-    let DataCommand::TrainSets(a) = cli.cmd else {
-        panic!("train-sets")
-    };
-    assert_eq!(a.num_train_examples, vec![2, 4, 8]);
-    assert_eq!(
-        (
-            a.num_runs,
-            a.max_icl_demos,
-            a.num_dev_examples,
-            a.num_shuffles
-        ),
-        (5, 256, 48, 3)
-    );
-    assert!(a.shuffle_demos && a.force && !a.fixed_demos);
-    assert_eq!(a.data_dir, PathBuf::from("data"));
-    let cli = Cli::try_parse_from([
-        "data",
-        "eval-demos",
-        "--eval-dataset",
-        "sst2",
-        "--icl-source",
-        "finsen",
-        "--num-train-examples",
-        "16",
-        "--icl-max-demos",
-        "4",
-        "48",
-        "--no-n-cap",
-    ])
-    .unwrap();
-    let DataCommand::EvalDemos(a) = cli.cmd else {
-        panic!("eval-demos")
-    };
-    assert_eq!(
-        (a.icl_max_demos, a.no_n_cap, a.num_runs),
-        (vec![4, 48], true, 5)
-    );
-    let cli = Cli::try_parse_from([
-        "data",
-        "ldr",
-        "--dataset",
-        "sst2",
-        "--num-labelled",
-        "8",
-        "--num-unlabelled",
-        "1000",
-        "--max-permutations",
-        "24",
-    ])
-    .unwrap();
-    let DataCommand::Ldr(a) = cli.cmd else {
-        panic!("ldr")
-    };
-    assert_eq!(
-        (a.num_labelled, a.num_unlabelled, a.max_permutations),
-        (vec![8], vec![1000], vec![24])
-    );
-    assert!(
-        Cli::try_parse_from(["data", "train-sets", "--dataset", "sst2"]).is_err(),
-        "N is required"
-    );
-}
-
 /// Training files record the main.json they were built from; `train-sets` rebuilds them once it changed.
 #[test]
 fn train_sets_rebuild_files_built_from_an_older_main_json() {
-    use ia2_data::train_sets::{TrainSetsArgs, run};
+    use ia2_data::train_sets::{TrainSetsConfig, run};
     use ia2_runs::provenance::{SourceCheck, check_sources};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -539,9 +443,9 @@ fn train_sets_rebuild_files_built_from_an_older_main_json() {
         std::fs::write(&main, serde_json::to_vec(&v).unwrap()).unwrap();
     };
     write_main(0);
-    let args = || TrainSetsArgs {
+    let args = || TrainSetsConfig {
         num_runs: 1,
-        ..TrainSetsArgs::new("t", data.clone(), vec![2])
+        ..TrainSetsConfig::new("t", data.clone(), vec![2])
     };
     run(args()).unwrap();
     let file = data.join("t/train/2_0.json");

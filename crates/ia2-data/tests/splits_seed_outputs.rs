@@ -4,7 +4,7 @@
 
 use ia2_data::schema::MainFile;
 use ia2_data::splits::schema::TrainFile;
-use ia2_data::train_sets::{TrainSetsArgs, build_train_file};
+use ia2_data::train_sets::{TrainSetsConfig, build_train_file};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,8 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/splits_vectors/seed_run")
 }
 
-fn args(fixed: bool, shuffles: Option<usize>) -> TrainSetsArgs {
-    TrainSetsArgs {
+fn args(fixed: bool, shuffles: Option<usize>) -> TrainSetsConfig {
+    TrainSetsConfig {
         dataset: "toy".into(),
         num_train_examples: vec![],
         num_runs: 2,

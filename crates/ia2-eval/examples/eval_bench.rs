@@ -1,23 +1,20 @@
-//! Evaluation throughput with and without ICL on the bench model (until `ia2 bench` runs it):
-//! `cargo run --release -p ia2-eval --example eval_bench -- --eval-size tiny`.
+//! Evaluation throughput with and without ICL on the bench model, without the CLI (`ia2 bench --suite
+//! eval` is the usual way). The optional argument is a JSON [`ia2_eval::EvalBenchConfig`] whose missing keys
+//! take the defaults; the report is printed as text, then as JSON:
+//! `cargo run --release -p ia2-eval --example eval_bench -- '{"size": "tiny"}'`.
 
-use clap::Parser;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    bench: ia2_eval::EvalBenchArgs,
-    /// Also print the report as JSON.
-    #[arg(long)]
-    json: bool,
-}
+use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let report = ia2_eval::run_bench(&cli.bench)?;
+    let config: ia2_eval::EvalBenchConfig = match std::env::args().nth(1) {
+        Some(json) => {
+            serde_json::from_str(&json).context("the argument is not a JSON EvalBenchConfig")?
+        }
+        None => ia2_eval::EvalBenchConfig::default(),
+    };
+    config.validate()?;
+    let report = ia2_eval::run_bench(&config)?;
     println!("{report}");
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -1,172 +1,145 @@
-//! Options of `ia2 eval`: the seed's options (kebab-case, with the seed's snake_case spellings as
-//! aliases), with empty selection lists meaning "everything".
+//! Options of `ia2 eval` as a plain configuration: the seed's options, with empty selection lists meaning
+//! "everything".
 
 use crate::select::{Filters, ModelType};
 use anyhow::{Result, bail, ensure};
-use clap::Parser;
-use ia2_load::ModelArgs;
+use ia2_load::ModelOptions;
 use ia2_runs::TrainingMethod;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
-/// Options of `ia2 eval`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(
-    mut_arg("adapter", |a| a.help(
-        "Evaluate exactly this run directory (PEFT adapter + training_config.json) instead of \
-         discovering runs under --outputs-dir"
-    )),
-    mut_arg("merge_adapter", |a| a.hide(true)),
-    mut_arg("model_id", |a| a.alias("model_id"))
-)]
-pub struct EvalArgs {
-    /// The base model (`--adapter DIR`: see its help).
-    #[command(flatten)]
-    pub model: ModelArgs,
+/// Everything `ia2 eval` needs, as plain data: build it with a struct literal and
+/// `..EvalConfig::default()` (the defaults are the command line's; empty lists select everything). The flags
+/// are in the binary, `crates/ia2/src/cli/eval.rs`, each named like its field here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// The base model; `model.adapter`: evaluate exactly this run directory instead of discovering runs.
+    pub model: ModelOptions,
 
     // --- what to evaluate ---
     /// Model types: `base` and/or training methods ([ia3-|prompt-|prefix-]{tok,tokl,act,tna,a2t,t2a}).
     /// Default: every training method (not the base model).
-    #[arg(long, alias = "model_types", num_args = 1..)]
     pub model_types: Vec<String>,
     /// Datasets the adapters were trained on (default: all found under --outputs-dir).
-    #[arg(long, alias = "trained_datasets", num_args = 1..)]
     pub trained_datasets: Vec<String>,
     /// Directory holding `{training_method}/{dataset}/{run}/` (results go to its `evaluations/`).
-    #[arg(
-        long,
-        alias = "outputs_dir",
-        alias = "base-output-dir",
-        alias = "base_output_dir",
-        default_value = "outputs"
-    )]
     pub outputs_dir: PathBuf,
     /// Root data directory (`<data-dir>/<name>/main.json`, `train/`, `val/`).
-    #[arg(long, alias = "data_dir", default_value = "data")]
     pub data_dir: PathBuf,
 
     // --- filters on the runs' training_config.json (empty = all) ---
     /// LoRA types (`lora_type`, e.g. qko).
-    #[arg(long, alias = "lora_types", num_args = 1..)]
     pub lora_types: Vec<String>,
     /// LoRA ranks.
-    #[arg(long, alias = "lora_rs", num_args = 1..)]
     pub lora_rs: Vec<usize>,
     /// LoRA alphas.
-    #[arg(long, alias = "lora_alphas", num_args = 1..)]
     pub lora_alphas: Vec<f64>,
     /// IA3 types (`ia3_type`).
-    #[arg(long, alias = "ia3_types", num_args = 1..)]
     pub ia3_types: Vec<String>,
     /// Virtual-token counts of prompt/prefix tuning.
-    #[arg(
-        long,
-        alias = "num_virtual_tokens_list",
-        alias = "num-virtual-tokens",
-        alias = "num_virtual_tokens",
-        num_args = 1..
-    )]
     pub num_virtual_tokens_list: Vec<usize>,
     /// Training T (`num_generated_tokens`).
-    #[arg(long, alias = "num_tokens", num_args = 1..)]
     pub num_tokens: Vec<usize>,
     /// Training-set sizes N. Also the N of the base model's demo sets.
-    #[arg(long, alias = "num_examples", num_args = 1..)]
     pub num_examples: Vec<usize>,
     /// Learning rates.
-    #[arg(long, num_args = 1..)]
     pub lrs: Vec<f64>,
     /// Run indices. Also the runs of the base model's demo sets.
-    #[arg(long, alias = "run_indices", num_args = 1..)]
     pub run_indices: Vec<u32>,
     /// Label types of tok/tokl/a2t/t2a runs (ground_truth, icl_outputs).
-    #[arg(long, alias = "label_types", num_args = 1..)]
     pub label_types: Vec<String>,
     /// CE loss weights of tna runs.
-    #[arg(long, alias = "ce_loss_weights", num_args = 1..)]
     pub ce_loss_weights: Vec<f64>,
     /// Top-k of tokl runs (`all` or a number).
-    #[arg(long, alias = "tokl_top_k", num_args = 1..)]
     pub tokl_top_k: Vec<String>,
     /// Select low-data-regime (LDR) runs, and only those.
-    #[arg(long, alias = "ldr_mode")]
     pub ldr_mode: bool,
     /// LDR: labelled samples N.
-    #[arg(long, alias = "num_labelled_samples", num_args = 1..)]
     pub num_labelled_samples: Vec<usize>,
     /// LDR: unlabelled samples M.
-    #[arg(long, alias = "num_unlabelled_samples", num_args = 1..)]
     pub num_unlabelled_samples: Vec<usize>,
     /// LDR: maximum demo permutations K.
-    #[arg(long, alias = "max_permutations", num_args = 1..)]
     pub max_permutations: Vec<usize>,
 
     // --- evaluation ---
     /// Evaluation datasets (their val_examples). Default: each run's trained dataset; required for `base`.
-    #[arg(long, alias = "eval_datasets", num_args = 1..)]
     pub eval_datasets: Vec<String>,
     /// Datasets the ICL demos come from (held-out pool of `<source>/train/{N}_{run}.json`). Default: the
     /// evaluation dataset itself.
-    #[arg(long, alias = "icl_source_datasets", num_args = 1..)]
     pub icl_source_datasets: Vec<String>,
     /// Requested demo counts; each is capped at N-1 and at the pool size.
-    #[arg(long, alias = "icl_max_demos", num_args = 1.., default_values_t = [256])]
     pub icl_max_demos: Vec<usize>,
     /// Generated tokens T per example. Default: 1 for classification datasets, 200 otherwise.
-    #[arg(long, alias = "num_gen_tokens_eval")]
     pub num_gen_tokens_eval: Option<usize>,
     /// Uncertainty analysis: T = 1, next-token distributions (top-k, label set, ECE); T > 1, per-step
     /// top-k distributions.
-    #[arg(long, alias = "uncertainty_analysis")]
     pub uncertainty_analysis: bool,
     /// k of the top-k distributions.
-    #[arg(long, alias = "top_k", default_value_t = 10)]
     pub top_k: usize,
     /// Evaluate only the first K val_examples (part of the result file name).
-    #[arg(long, alias = "max_eval_examples")]
     pub max_eval_examples: Option<usize>,
     /// Prompts per forward batch (left-padded; prompts are sorted by length first).
-    #[arg(long, alias = "batch_size", default_value_t = 8)]
     pub batch_size: usize,
     /// Pass LoRA/IA3 adapters to the forward pass instead of merging them into a copy of the weights.
-    #[arg(long, alias = "no_merge")]
     pub no_merge: bool,
     /// Re-evaluate even when a finished result file exists.
-    #[arg(long)]
     pub overwrite: bool,
     /// Continue with the next evaluation after one fails (the failures are listed and the command fails
     /// at the end).
-    #[arg(long, alias = "keep_going")]
     pub keep_going: bool,
     /// List the evaluations (and which are already done) without running them.
-    #[arg(long, alias = "dry_run")]
     pub dry_run: bool,
     /// Accepted for the seed's scripts: both modes are always evaluated.
-    #[arg(long, alias = "eval_with_icl", hide = true)]
     pub eval_with_icl: bool,
     /// Accepted for the seed's scripts: LoRA/IA3 are merged unless --no-merge.
-    #[arg(long, alias = "merge_lora", hide = true)]
     pub merge_lora: bool,
 }
 
-#[derive(Debug, Parser)]
-#[command(name = "ia2 eval", no_binary_name = true)]
-struct Wrapper {
-    #[command(flatten)]
-    args: EvalArgs,
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            model: ModelOptions::default(),
+            model_types: Vec::new(),
+            trained_datasets: Vec::new(),
+            outputs_dir: "outputs".into(),
+            data_dir: "data".into(),
+            lora_types: Vec::new(),
+            lora_rs: Vec::new(),
+            lora_alphas: Vec::new(),
+            ia3_types: Vec::new(),
+            num_virtual_tokens_list: Vec::new(),
+            num_tokens: Vec::new(),
+            num_examples: Vec::new(),
+            lrs: Vec::new(),
+            run_indices: Vec::new(),
+            label_types: Vec::new(),
+            ce_loss_weights: Vec::new(),
+            tokl_top_k: Vec::new(),
+            ldr_mode: false,
+            num_labelled_samples: Vec::new(),
+            num_unlabelled_samples: Vec::new(),
+            max_permutations: Vec::new(),
+            eval_datasets: Vec::new(),
+            icl_source_datasets: Vec::new(),
+            icl_max_demos: vec![256],
+            num_gen_tokens_eval: None,
+            uncertainty_analysis: false,
+            top_k: 10,
+            max_eval_examples: None,
+            batch_size: 8,
+            no_merge: false,
+            overwrite: false,
+            keep_going: false,
+            dry_run: false,
+            eval_with_icl: false,
+            merge_lora: false,
+        }
+    }
 }
 
-impl EvalArgs {
-    /// Parses command-line style options (without the program name), for programmatic callers and tests:
-    /// `EvalArgs::from_cli(["--model-types", "base", "--eval-datasets", "sst2", ...])`.
-    pub fn from_cli<I, S>(args: I) -> Result<EvalArgs>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<std::ffi::OsString> + Clone,
-    {
-        Ok(Wrapper::try_parse_from(args)?.args)
-    }
-
+impl EvalConfig {
     /// The model types asked for (every training method when none is given).
     pub fn model_types(&self) -> Result<Vec<ModelType>> {
         if self.model_types.is_empty() {
@@ -343,28 +316,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn snake_case_aliases_parse() {
-        let a = EvalArgs::from_cli([
-            "--model_types",
-            "base",
-            "ia3-act",
-            "--num_examples",
-            "4",
-            "8",
-            "--eval-datasets",
-            "sst2",
-            "--icl_max_demos",
-            "3",
-            "--base_output_dir",
-            "out",
-            "--num_gen_tokens_eval",
-            "1",
-        ])
-        .unwrap();
-        assert_eq!(a.num_examples, vec![4, 8]);
-        assert_eq!(a.icl_max_demos, vec![3]);
-        assert_eq!(a.outputs_dir, PathBuf::from("out"));
-        assert_eq!(a.num_gen_tokens_eval, Some(1));
+    fn model_types_default_to_every_method_and_validate_checks_values() {
+        let a = EvalConfig {
+            model_types: vec!["base".into(), "ia3-act".into(), "base".into()],
+            eval_datasets: vec!["sst2".into()],
+            ..EvalConfig::default()
+        };
         assert_eq!(
             a.model_types().unwrap(),
             vec![
@@ -373,12 +330,33 @@ mod tests {
             ]
         );
         a.validate().unwrap();
-        let d = EvalArgs::from_cli(Vec::<String>::new()).unwrap();
+        let d = EvalConfig::default();
         assert_eq!(d.model_types().unwrap().len(), 24);
         assert_eq!(d.icl_max_demos, vec![256]);
-        let bad = EvalArgs::from_cli(["--model-types", "nope"]).unwrap();
+        let bad = EvalConfig {
+            model_types: vec!["nope".into()],
+            ..EvalConfig::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = EvalArgs::from_cli(["--batch-size", "0"]).unwrap();
+        let bad = EvalConfig {
+            batch_size: 0,
+            ..EvalConfig::default()
+        };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn serde_round_trip_and_missing_keys_take_defaults() {
+        let a = EvalConfig {
+            lrs: vec![1e-3],
+            top_k: 3,
+            ..EvalConfig::default()
+        };
+        let back: EvalConfig = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(back, a);
+        let partial: EvalConfig = serde_json::from_str(r#"{"top_k": 3, "lrs": [0.001]}"#).unwrap();
+        assert_eq!(partial, a);
+        let err = serde_json::from_str::<EvalConfig>(r#"{"top-k": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("top-k"), "{err}");
     }
 }

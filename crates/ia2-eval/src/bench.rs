@@ -17,36 +17,27 @@ use serde::Serialize;
 use std::fmt;
 use std::time::Instant;
 
-/// Options of the evaluation benchmark (prefixed `eval-` so they can sit beside `ia2 bench`'s own).
-#[derive(Debug, Clone, clap::Args)]
-pub struct EvalBenchArgs {
+/// Options of the evaluation benchmark (flags, prefixed `eval-`: `crates/ia2/src/cli/bench.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalBenchConfig {
     /// Model size of the evaluation benchmark.
-    #[arg(id = "eval-size", long = "eval-size", value_enum, default_value_t = BenchSize::Reference)]
     pub size: BenchSize,
     /// Examples evaluated per mode.
-    #[arg(id = "eval-examples", long = "eval-examples", default_value_t = 32)]
     pub examples: usize,
     /// ICL demos per example.
-    #[arg(id = "eval-demos", long = "eval-demos", default_value_t = 8)]
     pub demos: usize,
     /// Tokens of one query (a demo is one token longer: its answer).
-    #[arg(
-        id = "eval-query-tokens",
-        long = "eval-query-tokens",
-        default_value_t = 48
-    )]
     pub query_tokens: usize,
     /// Prompts per batch.
-    #[arg(id = "eval-batch-size", long = "eval-batch-size", default_value_t = 8)]
     pub batch_size: usize,
     /// Generated tokens T (1: one forward pass per batch).
-    #[arg(id = "eval-gen-tokens", long = "eval-gen-tokens", default_value_t = 1)]
     pub gen_tokens: usize,
 }
 
-impl Default for EvalBenchArgs {
+impl Default for EvalBenchConfig {
     fn default() -> Self {
-        EvalBenchArgs {
+        EvalBenchConfig {
             size: BenchSize::Reference,
             examples: 32,
             demos: 8,
@@ -139,7 +130,7 @@ fn ids(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
 }
 
 /// The synthetic prompts of one mode.
-fn prompts(args: &EvalBenchArgs, vocab: usize, with_icl: bool) -> Vec<Vec<u32>> {
+fn prompts(args: &EvalBenchConfig, vocab: usize, with_icl: bool) -> Vec<Vec<u32>> {
     (0..args.examples)
         .map(|e| {
             let e = e as u64;
@@ -160,7 +151,7 @@ fn prompts(args: &EvalBenchArgs, vocab: usize, with_icl: bool) -> Vec<Vec<u32>> 
 
 fn measure(
     decoder: &Decoder,
-    args: &EvalBenchArgs,
+    args: &EvalBenchConfig,
     prompts: &[Vec<u32>],
     top_k: usize,
 ) -> Result<ModeThroughput> {
@@ -199,7 +190,7 @@ fn measure(
 
 /// Measures evaluation throughput with and without ICL demos on the bench model (on the calling thread's
 /// rayon pool).
-impl EvalBenchArgs {
+impl EvalBenchConfig {
     /// Checks the options before anything runs.
     pub fn validate(&self) -> Result<()> {
         for (flag, v) in [
@@ -220,7 +211,7 @@ impl EvalBenchArgs {
     }
 }
 
-pub fn run_bench(args: &EvalBenchArgs) -> Result<EvalBenchReport> {
+pub fn run_bench(args: &EvalBenchConfig) -> Result<EvalBenchReport> {
     args.validate()?;
     let shape = BenchShape::new(args.size);
     let device = Device::flex();
@@ -234,7 +225,7 @@ pub fn run_bench(args: &EvalBenchArgs) -> Result<EvalBenchReport> {
     let plain = prompts(args, shape.vocab, false);
     let icl = prompts(args, shape.vocab, true);
     // Warm-up (lazy initialisation of the backend), untimed.
-    let warm = EvalBenchArgs {
+    let warm = EvalBenchConfig {
         gen_tokens: args.gen_tokens.min(2),
         ..args.clone()
     };

@@ -13,10 +13,12 @@
 //! - [`bench`]: evaluation throughput with and without ICL on the bench model.
 //!
 //! ```no_run
-//! let args = ia2_eval::EvalArgs::from_cli([
-//!     "--model", "builtin:tiny-qwen3", "--model-types", "base", "act",
-//!     "--trained-datasets", "sst2", "--eval-datasets", "sst2", "finsen",
-//! ])?;
+//! let args = ia2_eval::EvalConfig {
+//!     model_types: vec!["base".into(), "act".into()],
+//!     trained_datasets: vec!["sst2".into()],
+//!     eval_datasets: vec!["sst2".into(), "finsen".into()],
+//!     ..Default::default()
+//! };
 //! let summary = ia2_eval::run(&args)?;
 //! println!("{summary}");
 //! # Ok::<(), anyhow::Error>(())
@@ -35,7 +37,7 @@ pub mod run;
 pub mod select;
 mod summary;
 
-pub use args::EvalArgs;
-pub use bench::{EvalBenchArgs, EvalBenchReport, run_bench};
+pub use args::EvalConfig;
+pub use bench::{EvalBenchConfig, EvalBenchReport, run_bench};
 pub use fingerprint::base_model_fingerprint;
 pub use run::{Status, Summary, SummaryEntry, plan, run, run_with_model};

@@ -1,7 +1,7 @@
 //! Planning: which evaluations an invocation asks for (the selected adapters and the base model, their demo
 //! sets, result paths and identities), decided before anything heavy is loaded.
 
-use crate::args::EvalArgs;
+use crate::args::EvalConfig;
 use crate::fingerprint::base_model_fingerprint;
 use crate::prompts::{DataStore, DemoPlan};
 use crate::select::{self, AdapterRun, ModelType};
@@ -80,7 +80,7 @@ pub struct Plan {
 
 /// The result file of one evaluation ([`ia2_runs::layout::result_path`]).
 pub fn result_path(
-    args: &EvalArgs,
+    args: &EvalConfig,
     model_name: &str,
     subject: &Subject,
     demo: &DemoPlan,
@@ -116,7 +116,7 @@ pub fn result_path(
 /// dtype, the adapter's identity and weights checksum, the evaluation's settings and the checksums of its
 /// input data files.
 pub fn identity_inputs(
-    args: &EvalArgs,
+    args: &EvalConfig,
     fingerprint: &str,
     subject: &Subject,
     demo: &DemoPlan,
@@ -156,7 +156,7 @@ pub fn identity_inputs(
 
 /// Selects the adapters of this invocation (see [`select`]).
 fn select_adapters(
-    args: &EvalArgs,
+    args: &EvalConfig,
     types: &[ModelType],
     model_name: &str,
     fingerprint: &str,
@@ -253,7 +253,7 @@ fn select_adapters(
 }
 
 /// Selection, demo sets and result paths of every evaluation; nothing is loaded or written.
-pub fn plan(args: &EvalArgs) -> Result<Plan> {
+pub fn plan(args: &EvalConfig) -> Result<Plan> {
     args.validate()?;
     let types = args.model_types()?;
     let model_name = args.model.model_name();

@@ -10,7 +10,7 @@
 pub use crate::plan::{Plan, Subject, Task, identity_inputs, plan, result_path};
 pub use crate::summary::{Status, Summary, SummaryEntry};
 
-use crate::args::EvalArgs;
+use crate::args::EvalConfig;
 use crate::engine::{self, Continuation, NextToken};
 use crate::metrics;
 use crate::prompts::{DataStore, EvalSet};
@@ -35,13 +35,13 @@ pub const STOP_STRING: &str = "\n\n";
 
 /// Runs `ia2 eval`: every planned evaluation not finished yet, then the summary file
 /// `{outputs}/evaluation_summaries/eval_{UTC time}_{pid}.json`.
-pub fn run(args: &EvalArgs) -> Result<Summary> {
+pub fn run(args: &EvalConfig) -> Result<Summary> {
     run_impl(args, None)
 }
 
 /// [`run`] with the base model already loaded by the caller (e.g. `ia2 sweep`'s workers, which load a model
 /// once for many evaluations). `loaded` must be the model `args.model` names, without an adapter.
-pub fn run_with_model(args: &EvalArgs, loaded: &LoadedModel) -> Result<Summary> {
+pub fn run_with_model(args: &EvalConfig, loaded: &LoadedModel) -> Result<Summary> {
     ensure!(
         loaded.adapter.is_none(),
         "the preloaded base model must not carry an adapter"
@@ -49,7 +49,7 @@ pub fn run_with_model(args: &EvalArgs, loaded: &LoadedModel) -> Result<Summary> 
     run_impl(args, Some(loaded))
 }
 
-fn run_impl(args: &EvalArgs, preloaded: Option<&LoadedModel>) -> Result<Summary> {
+fn run_impl(args: &EvalConfig, preloaded: Option<&LoadedModel>) -> Result<Summary> {
     let started = Instant::now();
     let started_at = now_secs();
     if args.eval_with_icl {
@@ -269,7 +269,7 @@ struct ModelView {
 }
 
 struct Runner<'a> {
-    args: &'a EvalArgs,
+    args: &'a EvalConfig,
     loaded: &'a LoadedModel,
     model_json: Value,
     pad: u32,
@@ -281,7 +281,7 @@ struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    fn new(args: &'a EvalArgs, plan: &Plan, loaded: &'a LoadedModel) -> Runner<'a> {
+    fn new(args: &'a EvalConfig, plan: &Plan, loaded: &'a LoadedModel) -> Runner<'a> {
         let mut model_json = loaded.description.clone();
         if let Some(m) = model_json.as_object_mut() {
             m.insert("model_name".into(), json!(plan.model_name));

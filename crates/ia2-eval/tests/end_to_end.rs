@@ -7,9 +7,10 @@
 use burn::tensor::Device;
 use ia2_adapters::{LoraConfig, LoraInit, PeftConfig, PromptTuningConfig, init_adapter, save_peft};
 use ia2_data::schema::{Example, MainFile};
-use ia2_data::train_sets::TrainSetsArgs;
+use ia2_data::train_sets::TrainSetsConfig;
 use ia2_eval::metrics::{ece, entropy, renormalize};
-use ia2_eval::{EvalArgs, Summary};
+use ia2_eval::{EvalConfig, Summary};
+use ia2_load::ModelOptions;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -84,9 +85,9 @@ fn fixture() -> Fixture {
         &data.join("toy/main.json"),
         &serde_json::to_value(&toy).unwrap(),
     );
-    ia2_data::train_sets::run(TrainSetsArgs {
+    ia2_data::train_sets::run(TrainSetsConfig {
         num_runs: 1,
-        ..TrainSetsArgs::new("sst2", data.clone(), vec![4])
+        ..TrainSetsConfig::new("sst2", data.clone(), vec![4])
     })
     .unwrap();
 
@@ -143,22 +144,19 @@ fn fixture() -> Fixture {
     }
 }
 
-fn args(fx: &Fixture, extra: &[&str]) -> EvalArgs {
-    let mut v: Vec<String> = [
-        "--model",
-        "builtin:tiny-qwen3",
-        "--outputs-dir",
-        fx.outputs.to_str().unwrap(),
-        "--data-dir",
-        fx.data.to_str().unwrap(),
-        "--icl-max-demos",
-        "3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    EvalArgs::from_cli(v).unwrap()
+/// The options every evaluation of these tests shares; the rest are the command line's defaults.
+fn args(fx: &Fixture) -> EvalConfig {
+    EvalConfig {
+        model: ModelOptions::default(),
+        outputs_dir: fx.outputs.clone(),
+        data_dir: fx.data.clone(),
+        icl_max_demos: vec![3],
+        ..EvalConfig::default()
+    }
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
 }
 
 fn read(path: &Path) -> Value {
@@ -232,20 +230,17 @@ fn check_standard_metrics(r: &Value) {
 fn standard_mode_both_modes_resumable() {
     let fx = fixture();
     // The evaluations of this test: 3 model types on 2 datasets, demos from sst2, T = 4.
-    const EVALS: [&str; 11] = [
-        "--model-types",
-        "base",
-        "tok",
-        "prompt-act",
-        "--eval-datasets",
-        "sst2",
-        "toy",
-        "--icl-source-datasets",
-        "sst2",
-        "--num-gen-tokens-eval",
-        "4",
-    ];
-    let a = args(&fx, &[&EVALS[..], &["--batch-size", "4"]].concat());
+    let evals = EvalConfig {
+        model_types: strs(&["base", "tok", "prompt-act"]),
+        eval_datasets: strs(&["sst2", "toy"]),
+        icl_source_datasets: strs(&["sst2"]),
+        num_gen_tokens_eval: Some(4),
+        ..args(&fx)
+    };
+    let a = EvalConfig {
+        batch_size: 4,
+        ..evals.clone()
+    };
     let s = ia2_eval::run(&a).unwrap();
     assert_eq!((s.evaluated, s.skipped, s.failed), (6, 0, 0), "{s}");
     let summary_file = s.path.clone().unwrap();
@@ -336,7 +331,11 @@ fn standard_mode_both_modes_resumable() {
     // A truncated result and a stray temporary never count as finished.
     std::fs::write(&lora, &before[..before.len() / 2]).unwrap();
     std::fs::write(lora.with_file_name(".partial.json.123.tmp"), b"{").unwrap();
-    let dry = ia2_eval::run(&args(&fx, &[&EVALS[..], &["--dry-run"]].concat())).unwrap();
+    let dry = ia2_eval::run(&EvalConfig {
+        dry_run: true,
+        ..evals.clone()
+    })
+    .unwrap();
     assert_eq!(dry.skipped, 5);
     assert_eq!(
         dry.entries.iter().filter(|e| e.status == "planned").count(),
@@ -388,29 +387,19 @@ fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
 #[test]
 fn uncertainty_mode_label_sets_merge_and_padding() {
     let fx = fixture();
-    let common = [
-        "--eval-datasets",
-        "sst2",
-        "toy",
-        "--icl-source-datasets",
-        "sst2",
-        "--uncertainty-analysis",
-        "--top-k",
-        "5",
-    ];
-    let run = |extra: &[&str]| {
-        let mut v: Vec<&str> = common.to_vec();
-        v.extend(extra);
-        ia2_eval::run(&args(&fx, &v)).unwrap()
+    let common = EvalConfig {
+        eval_datasets: strs(&["sst2", "toy"]),
+        icl_source_datasets: strs(&["sst2"]),
+        uncertainty_analysis: true,
+        top_k: 5,
+        ..args(&fx)
     };
-    let s = run(&[
-        "--model-types",
-        "base",
-        "tok",
-        "prompt-act",
-        "--batch-size",
-        "4",
-    ]);
+    let run = |a: EvalConfig| ia2_eval::run(&a).unwrap();
+    let s = run(EvalConfig {
+        model_types: strs(&["base", "tok", "prompt-act"]),
+        batch_size: 4,
+        ..common.clone()
+    });
     assert_eq!(s.evaluated, 6, "{s}");
     for e in &s.entries {
         // T defaults to 1 for classification datasets; k is part of the name.
@@ -564,20 +553,24 @@ fn uncertainty_mode_label_sets_merge_and_padding() {
     );
 
     // Merged LoRA = LoRA through the forward pass.
-    let s2 = run(&["--model-types", "tok", "--no-merge", "--overwrite"]);
+    let s2 = run(EvalConfig {
+        model_types: strs(&["tok"]),
+        no_merge: true,
+        overwrite: true,
+        ..common.clone()
+    });
     assert_eq!(s2.evaluated, 2);
     let unmerged = read(&lora_path);
     assert_eq!(unmerged["evaluation_config"]["adapter"]["merged"], false);
     assert!(max_diff(&lora, &top_probs(&unmerged, "without_icl")) < 1e-4);
 
     // Left padding (batch 4) = no padding (batch 1), also with prompt-tuning virtual tokens.
-    let s3 = run(&[
-        "--model-types",
-        "prompt-act",
-        "--batch-size",
-        "1",
-        "--overwrite",
-    ]);
+    let s3 = run(EvalConfig {
+        model_types: strs(&["prompt-act"]),
+        batch_size: 1,
+        overwrite: true,
+        ..common.clone()
+    });
     assert_eq!(s3.evaluated, 2);
     let unpadded = read(&prompt_path);
     assert!(max_diff(&prompt, &top_probs(&unpadded, "with_icl")) < 1e-4);
@@ -586,24 +579,16 @@ fn uncertainty_mode_label_sets_merge_and_padding() {
 #[test]
 fn uncertainty_mode_per_step_distributions() {
     let fx = fixture();
-    let s = ia2_eval::run(&args(
-        &fx,
-        &[
-            "--model-types",
-            "base",
-            "--eval-datasets",
-            "sst2",
-            "--num-examples",
-            "4",
-            "--run-indices",
-            "0",
-            "--uncertainty-analysis",
-            "--num-gen-tokens-eval",
-            "3",
-            "--max-eval-examples",
-            "4",
-        ],
-    ))
+    let s = ia2_eval::run(&EvalConfig {
+        model_types: strs(&["base"]),
+        eval_datasets: strs(&["sst2"]),
+        num_examples: vec![4],
+        run_indices: vec![0],
+        uncertainty_analysis: true,
+        num_gen_tokens_eval: Some(3),
+        max_eval_examples: Some(4),
+        ..args(&fx)
+    })
     .unwrap();
     assert_eq!(s.evaluated, 1);
     let path = &s.entries[0].result_path;
@@ -638,8 +623,8 @@ fn uncertainty_mode_per_step_distributions() {
     assert!(m["entropy_delta_topk"].is_number() && m["accuracy_delta"].is_number());
 }
 
-fn err(fx: &Fixture, extra: &[&str]) -> String {
-    match ia2_eval::run(&args(fx, extra)) {
+fn err(a: EvalConfig) -> String {
+    match ia2_eval::run(&a) {
         Ok(s) => panic!("expected an error, got {s}"),
         Err(e) => format!("{e:#}"),
     }
@@ -648,9 +633,16 @@ fn err(fx: &Fixture, extra: &[&str]) -> String {
 #[test]
 fn bad_input_gives_clear_errors() {
     let fx = fixture();
-    let e = err(&fx, &["--model-types", "act"]);
+    let types = |t: &[&str]| EvalConfig {
+        model_types: strs(t),
+        ..args(&fx)
+    };
+    let e = err(types(&["act"]));
     assert!(e.contains("no matching adapters"), "{e}");
-    let e = err(&fx, &["--model-types", "tok", "--lora-rs", "16"]);
+    let e = err(EvalConfig {
+        lora_rs: vec![16],
+        ..types(&["tok"])
+    });
     assert!(
         e.contains("no matching adapters") && e.contains("lora_r 4 not in [16]"),
         "{e}"
@@ -672,10 +664,10 @@ fn bad_input_gives_clear_errors() {
     c["model_name"] = json!("Qwen3-4B-Base");
     c["dataset"] = json!("finsen");
     write_json(&foreign.join("training_config.json"), &c);
-    let e = err(
-        &fx,
-        &["--model-types", "tok", "--trained-datasets", "finsen"],
-    );
+    let e = err(EvalConfig {
+        trained_datasets: strs(&["finsen"]),
+        ..types(&["tok"])
+    });
     assert!(e.contains("trained on base model \"Qwen3-4B-Base\""), "{e}");
 
     // Same name, different weights: an error, not a silent evaluation.
@@ -692,15 +684,24 @@ fn bad_input_gives_clear_errors() {
         &other.join("training_config.json"),
         &training_config("act", json!({}), Some("ia2-fp1:0000")),
     );
-    let e = err(&fx, &["--model-types", "act"]);
+    let e = err(types(&["act"]));
     assert!(e.contains("different base model"), "{e}");
 
     // An explicit --adapter of another model, or without a training config.
-    let a = foreign.to_str().unwrap();
-    let e = err(&fx, &["--adapter", a, "--eval-datasets", "sst2"]);
+    let adapter = EvalConfig {
+        model: ModelOptions {
+            adapter: Some(foreign.clone()),
+            ..ModelOptions::default()
+        },
+        ..args(&fx)
+    };
+    let e = err(EvalConfig {
+        eval_datasets: strs(&["sst2"]),
+        ..adapter.clone()
+    });
     assert!(e.contains("Qwen3-4B-Base"), "{e}");
     std::fs::remove_file(foreign.join("training_config.json")).unwrap();
-    let e = err(&fx, &["--adapter", a]);
+    let e = err(adapter);
     assert!(e.contains("training_config.json"), "{e}");
 
     // A training config with a wrongly typed field names the file and the field.
@@ -708,38 +709,44 @@ fn bad_input_gives_clear_errors() {
         &foreign.join("training_config.json"),
         &json!({"lora_r": [8], "training_method": "tok"}),
     );
-    let e = err(
-        &fx,
-        &["--model-types", "tok", "--trained-datasets", "finsen"],
-    );
+    let e = err(EvalConfig {
+        trained_datasets: strs(&["finsen"]),
+        ..types(&["tok"])
+    });
     assert!(
         e.contains("training_config.json") && e.contains("lora_r"),
         "{e}"
     );
 
     // Missing demo source: toy has no training file to draw demos from.
-    let base = [
-        "--model-types",
-        "base",
-        "--num-examples",
-        "4",
-        "--run-indices",
-        "0",
-    ];
-    let mut v = base.to_vec();
-    v.extend(["--eval-datasets", "sst2", "--icl-source-datasets", "toy"]);
-    let e = err(&fx, &v);
+    let base = EvalConfig {
+        num_examples: vec![4],
+        run_indices: vec![0],
+        ..types(&["base"])
+    };
+    let e = err(EvalConfig {
+        eval_datasets: strs(&["sst2"]),
+        icl_source_datasets: strs(&["toy"]),
+        ..base.clone()
+    });
     assert!(
         e.contains("missing demo source") && e.contains("toy/train/4_0.json"),
         "{e}"
     );
-    let mut v = base.to_vec();
-    v.extend(["--eval-datasets", "nosuch"]);
-    let e = err(&fx, &v);
+    let e = err(EvalConfig {
+        eval_datasets: strs(&["nosuch"]),
+        ..base
+    });
     assert!(e.contains("nosuch") && e.contains("main.json"), "{e}");
-    let e = err(&fx, &["--model-types", "base", "--eval-datasets", "sst2"]);
+    let e = err(EvalConfig {
+        eval_datasets: strs(&["sst2"]),
+        ..types(&["base"])
+    });
     assert!(e.contains("--num-examples"), "{e}");
-    let e = err(&fx, &["--model-types", "tok", "--eval-datasets", "../x"]);
+    let e = err(EvalConfig {
+        eval_datasets: strs(&["../x"]),
+        ..types(&["tok"])
+    });
     assert!(e.contains("invalid dataset name"), "{e}");
     // Nothing was evaluated or written by any of these.
     assert!(!fx.outputs.join("evaluations").exists());
@@ -748,7 +755,7 @@ fn bad_input_gives_clear_errors() {
 #[test]
 fn bench_reports_both_modes() {
     for gen_tokens in [1, 3] {
-        let report = ia2_eval::run_bench(&ia2_eval::EvalBenchArgs {
+        let report = ia2_eval::run_bench(&ia2_eval::EvalBenchConfig {
             size: ia2_model::bench::BenchSize::Tiny,
             examples: 4,
             demos: 2,

@@ -5,8 +5,9 @@
 use burn::tensor::Device;
 use ia2_adapters::{LoraConfig, LoraInit, PeftConfig, init_adapter, save_peft};
 use ia2_data::schema::{Example, MainFile};
-use ia2_data::train_sets::TrainSetsArgs;
-use ia2_eval::EvalArgs;
+use ia2_data::train_sets::TrainSetsConfig;
+use ia2_eval::EvalConfig;
+use ia2_load::ModelOptions;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -42,9 +43,9 @@ fn fixture() -> Fx {
         &r.join("data/sst2/main.json"),
         &serde_json::to_value(&main).unwrap(),
     );
-    ia2_data::train_sets::run(TrainSetsArgs {
+    ia2_data::train_sets::run(TrainSetsConfig {
         num_runs: 1,
-        ..TrainSetsArgs::new("sst2", r.join("data"), vec![4])
+        ..TrainSetsConfig::new("sst2", r.join("data"), vec![4])
     })
     .unwrap();
     // Two base models in directories both called `model`; b differs from a by one weight.
@@ -69,28 +70,22 @@ fn fixture() -> Fx {
     }
 }
 
-fn args(fx: &Fx, model: &str, extra: &[&str]) -> EvalArgs {
-    let mut v: Vec<String> = [
-        "--model",
-        fx.root.join(model).to_str().unwrap(),
-        "--outputs-dir",
-        fx.root.join("outputs").to_str().unwrap(),
-        "--data-dir",
-        fx.root.join("data").to_str().unwrap(),
-        "--icl-max-demos",
-        "3",
-        "--eval-datasets",
-        "sst2",
-        "--num-examples",
-        "4",
-        "--run-indices",
-        "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    EvalArgs::from_cli(v).unwrap()
+/// An evaluation of `model_types` on sst2 (N = 4, run 0) with the base model `fx.root/model`.
+fn args(fx: &Fx, model: &str, model_types: &[&str]) -> EvalConfig {
+    EvalConfig {
+        model: ModelOptions {
+            model: fx.root.join(model).to_str().unwrap().to_string(),
+            ..ModelOptions::default()
+        },
+        outputs_dir: fx.root.join("outputs"),
+        data_dir: fx.root.join("data"),
+        icl_max_demos: vec![3],
+        eval_datasets: vec!["sst2".into()],
+        num_examples: vec![4],
+        run_indices: vec![0],
+        model_types: model_types.iter().map(|s| s.to_string()).collect(),
+        ..EvalConfig::default()
+    }
 }
 
 fn save_lora(fx: &Fx, seed: u64) -> PathBuf {
@@ -129,25 +124,24 @@ fn save_lora(fx: &Fx, seed: u64) -> PathBuf {
 #[test]
 fn another_base_model_with_the_same_directory_name_is_not_reused() {
     let fx = fixture();
-    let a = ia2_eval::run(&args(&fx, "a/model", &["--model-types", "base"])).unwrap();
+    let a = ia2_eval::run(&args(&fx, "a/model", &["base"])).unwrap();
     assert_eq!((a.evaluated, a.skipped), (1, 0), "{a}");
     let path = a.entries[0].result_path.clone();
     let before = std::fs::read(&path).unwrap();
-    let again = ia2_eval::run(&args(&fx, "a/model", &["--model-types", "base"])).unwrap();
+    let again = ia2_eval::run(&args(&fx, "a/model", &["base"])).unwrap();
     assert_eq!((again.evaluated, again.skipped), (0, 1), "{again}");
 
-    let err = ia2_eval::run(&args(&fx, "b/model", &["--model-types", "base"])).unwrap_err();
+    let err = ia2_eval::run(&args(&fx, "b/model", &["base"])).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("base_model_fingerprint") && msg.contains("--overwrite"),
         "{msg}"
     );
     assert_eq!(std::fs::read(&path).unwrap(), before, "a's result is kept");
-    let b = ia2_eval::run(&args(
-        &fx,
-        "b/model",
-        &["--model-types", "base", "--overwrite"],
-    ))
+    let b = ia2_eval::run(&EvalConfig {
+        overwrite: true,
+        ..args(&fx, "b/model", &["base"])
+    })
     .unwrap();
     assert_eq!(b.evaluated, 1);
     let r: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -163,7 +157,7 @@ fn another_base_model_with_the_same_directory_name_is_not_reused() {
 fn a_retrained_adapter_or_a_result_with_missing_records_is_evaluated_again() {
     let fx = fixture();
     save_lora(&fx, 7);
-    let run = || ia2_eval::run(&args(&fx, "a/model", &["--model-types", "tok"])).unwrap();
+    let run = || ia2_eval::run(&args(&fx, "a/model", &["tok"])).unwrap();
     let first = run();
     assert_eq!((first.evaluated, first.skipped), (1, 0), "{first}");
     let path = first.entries[0].result_path.clone();
@@ -203,7 +197,7 @@ fn path_of_adapter(fx: &Fx) -> PathBuf {
 fn demo_files_built_from_an_older_main_json_are_rebuilt() {
     use ia2_runs::provenance::{SourceCheck, check_sources};
     let fx = fixture();
-    let s = ia2_eval::run(&args(&fx, "a/model", &["--model-types", "base"])).unwrap();
+    let s = ia2_eval::run(&args(&fx, "a/model", &["base"])).unwrap();
     assert_eq!(s.evaluated, 1);
     let main = fx.root.join("data/sst2/main.json");
     // data/{eval}/val/{icl source}/{N}_{run}_d{D}.json
@@ -220,7 +214,7 @@ fn demo_files_built_from_an_older_main_json_are_rebuilt() {
         check_sources(&demos[0], &[&main, &main]).unwrap(),
         SourceCheck::Changed(_)
     ));
-    let s = ia2_eval::run(&args(&fx, "a/model", &["--model-types", "base"])).unwrap();
+    let s = ia2_eval::run(&args(&fx, "a/model", &["base"])).unwrap();
     assert_eq!(s.evaluated, 1, "the changed data is evaluated again");
     assert_eq!(
         check_sources(&demos[0], &[&main, &main]).unwrap(),

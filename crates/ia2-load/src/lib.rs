@@ -5,49 +5,92 @@ use anyhow::{Context, Result};
 use burn::tensor::{DType, Device};
 use ia2_hf::{GenerationConfig, HfModelDir, ModelSource, Tokenizer};
 use ia2_model::{Adapter, Decoder, builtin};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tracing::info;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct ModelArgs {
-    /// Local model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json), or
-    /// `builtin:tiny-qwen3` / `builtin:tiny-llama`: tiny seeded random models for smoke tests.
-    #[arg(
-        long,
-        default_value = "builtin:tiny-qwen3",
-        conflicts_with = "model_id"
-    )]
+/// Which model to run and how: the library side of `--model` / `--model-id` / `--revision` / `--dtype` /
+/// `--adapter` / `--merge-adapter` / `--device` (the flags, their help and defaults live in the binary,
+/// `crates/ia2/src/cli/model.rs`). `Default` is the command line's default: the built-in tiny Qwen3 in f32 on
+/// the CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelOptions {
+    /// Local model directory in Hugging Face layout, or `builtin:tiny-qwen3` / `builtin:tiny-llama`.
     pub model: String,
-    /// Hugging Face model id (e.g. Qwen/Qwen3-4B-Base), resolved from $HF_HOME / ~/.cache/huggingface/hub;
-    /// missing files are downloaded when a network is available and HF_HUB_OFFLINE is not set.
-    #[arg(long)]
+    /// Hugging Face model id (takes precedence over `model`).
     pub model_id: Option<String>,
-    /// Revision (branch, tag or commit) for --model-id.
-    #[arg(long, requires = "model_id")]
+    /// Revision (branch, tag or commit) for `model_id`.
     pub revision: Option<String>,
-    /// Precision the weights are held in; computation is always f32. The seed's `--torch_dtype float|bfloat16`
-    /// is accepted as well.
-    #[arg(long, alias = "torch_dtype", alias = "torch-dtype", value_enum, default_value_t = WeightDtype::F32)]
+    /// Precision the weights are held in; computation is always f32.
     pub dtype: WeightDtype,
-    /// PEFT adapter directory (adapter_config.json + adapter_model.safetensors): LoRA, IA3, prompt or prefix tuning.
-    #[arg(long)]
+    /// PEFT adapter directory.
     pub adapter: Option<PathBuf>,
-    /// Merge a LoRA / IA3 adapter into the weights before running (faster; same outputs up to rounding).
-    #[arg(long, requires = "adapter")]
+    /// Merge a LoRA / IA3 adapter into the weights before running.
     pub merge_adapter: bool,
     /// Compute device: `cpu`, or `cuda` / `cuda:N` when built with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
     pub device: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            model: "builtin:tiny-qwen3".into(),
+            model_id: None,
+            revision: None,
+            dtype: WeightDtype::F32,
+            adapter: None,
+            merge_adapter: false,
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// Precision the weights are held in. Spelled `f32` / `bf16` / `f16`; the seed's `float`, `float32`,
+/// `bfloat16`, `float16` and `half` are accepted by [`FromStr`](std::str::FromStr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WeightDtype {
-    #[value(alias = "float", alias = "float32")]
+    #[default]
     F32,
-    #[value(alias = "bfloat16")]
     Bf16,
-    #[value(alias = "float16", alias = "half")]
     F16,
+}
+
+impl WeightDtype {
+    /// Every value with its accepted spellings (canonical name first).
+    pub const SPELLINGS: [(WeightDtype, &'static [&'static str]); 3] = [
+        (WeightDtype::F32, &["f32", "float", "float32"]),
+        (WeightDtype::Bf16, &["bf16", "bfloat16"]),
+        (WeightDtype::F16, &["f16", "float16", "half"]),
+    ];
+
+    /// The canonical spelling (`f32`, `bf16`, `f16`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::Bf16 => "bf16",
+            WeightDtype::F16 => "f16",
+        }
+    }
+}
+
+impl std::fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.to_ascii_lowercase();
+        WeightDtype::SPELLINGS
+            .iter()
+            .find(|(_, names)| names.contains(&lower.as_str()))
+            .map(|(d, _)| *d)
+            .with_context(|| format!("unknown dtype {s:?}: expected f32, bf16 or f16"))
+    }
 }
 
 impl WeightDtype {
@@ -95,7 +138,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
-impl ModelArgs {
+impl ModelOptions {
     /// What the user asked for: the hub id, or the `--model` value (directory or `builtin:NAME`).
     pub fn model_arg(&self) -> String {
         self.model_id.clone().unwrap_or_else(|| self.model.clone())
@@ -203,16 +246,24 @@ pub fn local_model_name(dir: &Path) -> String {
 mod tests {
     use super::*;
 
-    fn args(model: &str) -> ModelArgs {
-        ModelArgs {
+    fn args(model: &str) -> ModelOptions {
+        ModelOptions {
             model: model.into(),
-            model_id: None,
-            revision: None,
-            dtype: WeightDtype::F32,
-            adapter: None,
-            merge_adapter: false,
-            device: "cpu".into(),
+            ..ModelOptions::default()
         }
+    }
+
+    #[test]
+    fn dtype_spellings_parse_and_round_trip() {
+        for (d, names) in WeightDtype::SPELLINGS {
+            for n in names {
+                assert_eq!(n.parse::<WeightDtype>().unwrap(), d);
+            }
+            assert_eq!(d.to_string().parse::<WeightDtype>().unwrap(), d);
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("\"{}\"", d.as_str()));
+        }
+        assert!("f64".parse::<WeightDtype>().is_err());
     }
 
     /// `--model .`, `./`, `../x/` and `x/.` name the directory itself, never `.`, `..` or "" (a hidden or

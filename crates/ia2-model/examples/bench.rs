@@ -1,21 +1,19 @@
-//! Runs the `ia2 bench` benchmark without the CLI: `cargo run --release -p ia2-model --example bench -- --help`.
+//! Runs the model benchmark without the CLI (`ia2 bench --suite model` is the usual way). The optional
+//! argument is a JSON [`BenchConfig`] whose missing keys take the defaults:
+//! `cargo run --release -p ia2-model --example bench -- '{"size": "tiny", "steps": 3}'`.
 
-use clap::Parser;
-use ia2_model::bench::{self, BenchArgs};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "bench",
-    about = "Training-step and decoding benchmark of the ia2 decoder"
-)]
-struct Cli {
-    #[command(flatten)]
-    args: BenchArgs,
-}
+use anyhow::Context;
+use ia2_model::bench::{self, BenchConfig};
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let report = bench::run(&cli.args)?;
+    let config: BenchConfig = match std::env::args().nth(1) {
+        Some(json) => {
+            serde_json::from_str(&json).context("the argument is not a JSON BenchConfig")?
+        }
+        None => BenchConfig::default(),
+    };
+    config.validate()?;
+    let report = bench::run(&config)?;
     println!("{report}");
     Ok(())
 }

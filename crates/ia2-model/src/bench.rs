@@ -20,41 +20,64 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Model size of the benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BenchSize {
     /// The step of notes/engine.md: hidden 512, 8 layers, 8/2 heads, vocab 8192, sequence 256.
+    #[default]
     Reference,
     /// A seconds-long smoke test: hidden 64, 2 layers, sequence 16.
     Tiny,
 }
 
-/// Options of `ia2 bench`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+impl BenchSize {
+    pub const ALL: [BenchSize; 2] = [BenchSize::Reference, BenchSize::Tiny];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BenchSize::Reference => "reference",
+            BenchSize::Tiny => "tiny",
+        }
+    }
+}
+
+impl fmt::Display for BenchSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BenchSize {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        BenchSize::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown bench size {s:?}: expected reference or tiny"))
+    }
+}
+
+/// Options of the model benchmark (flags: `crates/ia2/src/cli/bench.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BenchConfig {
     /// Timed training steps (after the warm-up steps).
-    #[arg(long, default_value_t = 10)]
     pub steps: usize,
     /// Untimed warm-up training steps.
-    #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// Tokens generated greedily, with and without the KV cache.
-    #[arg(long, default_value_t = 200)]
     pub decode_tokens: usize,
     /// Worker threads (default: rayon's default, one per core).
-    #[arg(long)]
     pub threads: Option<usize>,
     /// Model size.
-    #[arg(long, value_enum, default_value_t = BenchSize::Reference)]
     pub size: BenchSize,
     /// Also write the report as JSON to this file.
-    #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
-impl Default for BenchArgs {
+impl Default for BenchConfig {
     fn default() -> Self {
-        BenchArgs {
+        BenchConfig {
             steps: 10,
             warmup: 2,
             decode_tokens: 200,
@@ -315,7 +338,7 @@ pub struct BenchReport {
 }
 
 /// Runs the benchmark (on the calling thread's rayon pool, or a pool of `args.threads`).
-impl BenchArgs {
+impl BenchConfig {
     /// Checks the options before anything runs (`ia2 bench` checks every suite's options first).
     pub fn validate(&self) -> Result<()> {
         ensure!(self.steps > 0, "--steps must be at least 1");
@@ -341,7 +364,7 @@ impl BenchArgs {
     }
 }
 
-pub fn run(args: &BenchArgs) -> Result<BenchReport> {
+pub fn run(args: &BenchConfig) -> Result<BenchReport> {
     args.validate()?;
     let report = match args.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
@@ -359,7 +382,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     Ok(report)
 }
 
-fn run_inner(args: &BenchArgs) -> Result<BenchReport> {
+fn run_inner(args: &BenchConfig) -> Result<BenchReport> {
     let load_before = loadavg();
     let shape = BenchShape::new(args.size);
     let device = Device::flex();
@@ -601,7 +624,7 @@ fn ms(t: Instant) -> f64 {
 
 fn train(
     shape: &BenchShape,
-    args: &BenchArgs,
+    args: &BenchConfig,
     decoder: &Decoder,
     adapter: &mut Adapter,
     seed: u64,
@@ -1089,7 +1112,7 @@ mod tests {
 
     #[test]
     fn bench_tiny_is_sane() {
-        let args = BenchArgs {
+        let args = BenchConfig {
             steps: 2,
             warmup: 1,
             decode_tokens: 8,

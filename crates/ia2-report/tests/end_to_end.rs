@@ -5,20 +5,13 @@
 //! re-parsing records what it did, and the HTML report renders in headless Chromium with every plot and
 //! table present.
 
-use clap::Parser;
 use ia2_data::schema::{Example, MainFile};
-use ia2_data::train_sets::TrainSetsArgs;
+use ia2_data::train_sets::TrainSetsConfig;
 use ia2_report::ReportConfig;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ia2_train::TrainArgs,
-}
 
 const WORDS: [&str; 12] = [
     "a gripping film",
@@ -35,17 +28,13 @@ const WORDS: [&str; 12] = [
     "lifeless",
 ];
 
-const TOK_LRS: [&str; 2] = ["0.05", "0.001"];
+const TOK_LRS: [f64; 2] = [0.05, 0.001];
 
 struct Fixture {
     root: PathBuf,
     outputs: PathBuf,
     data: PathBuf,
     report: ia2_report::ReportOutcome,
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
 }
 
 fn build() -> Fixture {
@@ -67,61 +56,40 @@ fn build() -> Fixture {
             .collect(),
     };
     ia2_data::io::write_json_atomic(&data.join("toy").join("main.json"), &main).unwrap();
-    ia2_data::train_sets::run(TrainSetsArgs {
+    ia2_data::train_sets::run(TrainSetsConfig {
         num_runs: 2,
-        ..TrainSetsArgs::new("toy", data.clone(), vec![4])
+        ..TrainSetsConfig::new("toy", data.clone(), vec![4])
     })
     .unwrap();
-    let train = |method: &str, lr: &str| {
-        let words = [
-            "ia2-train",
-            "--model",
-            "builtin:tiny-qwen3",
-            "--training-method",
-            method,
-            "--dataset",
-            "toy",
-            "--data-dir",
-            &s(&data),
-            "--output-dir",
-            &s(&outputs),
-            "--num-train-examples",
-            "4",
-            "--num-runs",
-            "2",
-            "--lr",
+    let train = |method: &str, lr: f64| {
+        let config = ia2_train::TrainConfig {
+            training_method: method.parse().unwrap(),
+            dataset: "toy".into(),
+            data_dir: data.clone(),
+            output_dir: outputs.clone(),
+            num_train_examples: 4,
+            num_runs: 2,
             lr,
-            "--num-train-epochs",
-            "2",
-            "--dev-eval-steps",
-            "1",
-            "--lora-r",
-            "4",
-        ];
-        ia2_train::run(&Cli::try_parse_from(words).unwrap().args).unwrap();
+            num_train_epochs: 2,
+            dev_eval_steps: 1,
+            lora_r: 4,
+            ..Default::default()
+        };
+        ia2_train::run(&config).unwrap();
     };
     for lr in TOK_LRS {
         train("tok", lr);
     }
-    train("act", "0.05");
-    let eval = ia2_eval::EvalArgs::from_cli([
-        "--model",
-        "builtin:tiny-qwen3",
-        "--model-types",
-        "base",
-        "tok",
-        "act",
-        "--trained-datasets",
-        "toy",
-        "--eval-datasets",
-        "toy",
-        "--outputs-dir",
-        &s(&outputs),
-        "--data-dir",
-        &s(&data),
-        "--uncertainty-analysis",
-    ])
-    .unwrap();
+    train("act", 0.05);
+    let eval = ia2_eval::EvalConfig {
+        model_types: vec!["base".into(), "tok".into(), "act".into()],
+        trained_datasets: vec!["toy".into()],
+        eval_datasets: vec!["toy".into()],
+        outputs_dir: outputs.clone(),
+        data_dir: data.clone(),
+        uncertainty_analysis: true,
+        ..Default::default()
+    };
     ia2_eval::run(&eval).unwrap();
     // Analysis outputs as `ia2 analyze` writes them (a summary and an SVG plot), to be embedded.
     let analysis = outputs.join("analysis");

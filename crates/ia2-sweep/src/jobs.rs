@@ -1,4 +1,4 @@
-//! The one place that turns jobs into the commands' arguments (`TrainArgs`, `EvalArgs`, `TrainSetsArgs`, ...)
+//! The one place that turns jobs into the commands' configurations (`TrainConfig`, `EvalConfig`, `TrainSetsConfig`, ...)
 //! and runs them in-process, with base models loaded once per worker ([`Models`]); and the checks that a
 //! finished job's outputs are still what it produced ([`verify`]).
 
@@ -6,9 +6,9 @@ use crate::config::SweepConfig;
 use crate::ledger::{Ev, Ledger, Snapshot};
 use crate::plan::{Job, JobKind, Plan, Point};
 use anyhow::{Context, Result, bail, ensure};
-use ia2_eval::EvalArgs;
-use ia2_load::LoadedModel;
-use ia2_train::{LabelType, TrainArgs};
+use ia2_eval::EvalConfig;
+use ia2_load::{LoadedModel, ModelOptions};
+use ia2_train::{AdapterKind, LabelType, Objective, TrainConfig, TrainingMethod};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,111 +49,87 @@ pub fn model_key(c: &SweepConfig) -> String {
     model_words(c).join(" ")
 }
 
-fn common_train_words(c: &SweepConfig) -> Result<Vec<String>> {
+/// The base model options of `c`.
+fn model_options(c: &SweepConfig) -> Result<ModelOptions> {
+    let (model, model_id, revision) = match &c.model_id {
+        Some(id) => (
+            ModelOptions::default().model,
+            Some(id.clone()),
+            c.revision.clone(),
+        ),
+        None => (c.model.clone(), None, None),
+    };
+    Ok(ModelOptions {
+        model,
+        model_id,
+        revision,
+        dtype: c.dtype.parse().context("dtype")?,
+        device: c.device.clone(),
+        ..ModelOptions::default()
+    })
+}
+
+/// The training options every training and teacher job of `c` shares.
+fn common_train_config(c: &SweepConfig) -> Result<TrainConfig> {
     let t = &c.train;
-    let mut w = model_words(c);
-    w.extend(
-        [
-            "--data-dir",
-            &path_str(&c.data_dir)?,
-            "--output-dir",
-            &path_str(&c.output_dir)?,
-            "--num-train-epochs",
-            &t.num_train_epochs.to_string(),
-            "--batch-size",
-            &t.batch_size.to_string(),
-            "--micro-batch",
-            &t.micro_batch.to_string(),
-            "--patience",
-            &t.patience.to_string(),
-            "--dev-eval-steps",
-            &t.dev_eval_steps.to_string(),
-            "--seed",
-            &t.seed.to_string(),
-            "--teacher-batch",
-            &t.teacher_batch.to_string(),
-            "--num-shuffles",
-            &t.num_shuffles.to_string(),
-            "--checkpoint-frequency",
-            &t.checkpoint_frequency.to_string(),
-        ]
-        .map(str::to_string),
-    );
-    if let Some(g) = t.gradient_clip_val {
-        w.extend(["--gradient-clip-val".to_string(), g.to_string()]);
-    }
-    for (on, flag) in [
-        (t.shuffle_demos, "--shuffle-demos"),
-        (t.fixed_demos, "--fixed-demos"),
-        (t.log_weight_norms, "--log-weight-norms"),
-        (t.log_checkpoints, "--log-checkpoints"),
-    ] {
-        if on {
-            w.push(flag.to_string());
-        }
-    }
-    Ok(w)
+    Ok(TrainConfig {
+        model: model_options(c)?,
+        data_dir: c.data_dir.clone(),
+        output_dir: c.output_dir.clone(),
+        num_train_epochs: t.num_train_epochs,
+        batch_size: t.batch_size,
+        micro_batch: t.micro_batch,
+        patience: t.patience,
+        dev_eval_steps: t.dev_eval_steps,
+        seed: t.seed,
+        teacher_batch: t.teacher_batch,
+        num_shuffles: t.num_shuffles,
+        checkpoint_frequency: t.checkpoint_frequency,
+        gradient_clip_val: t.gradient_clip_val,
+        shuffle_demos: t.shuffle_demos,
+        fixed_demos: t.fixed_demos,
+        log_weight_norms: t.log_weight_norms,
+        log_checkpoints: t.log_checkpoints,
+        ..TrainConfig::default()
+    })
 }
 
-fn ldr_words(w: &mut Vec<String>, ldr: Option<crate::plan::Ldr>) {
+fn set_ldr(a: &mut TrainConfig, ldr: Option<crate::plan::Ldr>) {
     if let Some(l) = ldr {
-        w.extend([
-            "--ldr-mode".to_string(),
-            "--num-labelled-samples".to_string(),
-            l.n.to_string(),
-            "--num-unlabelled-samples".to_string(),
-            l.m.to_string(),
-            "--max-permutations".to_string(),
-            l.k.to_string(),
-        ]);
+        a.ldr_mode = true;
+        a.num_labelled_samples = l.n;
+        a.num_unlabelled_samples = l.m;
+        a.max_permutations = l.k;
     }
 }
 
-/// `ia2 train` arguments of one run of a point (each option by name: the seed passed LoRA LDR options
+/// The training options of one run of a point (each option by name: the seed passed LoRA LDR options
 /// positionally, in the wrong order).
-pub fn train_args(c: &SweepConfig, p: &Point, run: usize) -> Result<TrainArgs> {
-    let mut w = common_train_words(c)?;
-    w.extend(
-        [
-            "--training-method",
-            &p.method.to_string(),
-            "--dataset",
-            &p.dataset,
-            "--num-generated-tokens",
-            &p.num_generated_tokens.to_string(),
-            "--num-train-examples",
-            &p.num_train_examples.to_string(),
-            "--lr",
-            &p.lr.to_string(),
-            "--lora-type",
-            &p.lora_type,
-            "--lora-r",
-            &p.lora_r.to_string(),
-            "--lora-alpha",
-            &p.lora_alpha.to_string(),
-            "--ia3-type",
-            &p.ia3_type,
-            "--num-virtual-tokens",
-            &p.num_virtual_tokens.to_string(),
-            "--label-type",
-            p.label_type.as_str(),
-            "--ce-loss-weight",
-            &p.ce_loss_weight.to_string(),
-            "--tokl-top-k",
-            &p.tokl_top_k.to_string(),
-            "--num-runs",
-            &(run + 1).to_string(),
-            "--run-index",
-            &run.to_string(),
-        ]
-        .map(str::to_string),
-    );
-    ldr_words(&mut w, p.ldr);
-    TrainArgs::from_cli(w).context("building the training options")
+pub fn train_args(c: &SweepConfig, p: &Point, run: usize) -> Result<TrainConfig> {
+    let mut a = TrainConfig {
+        training_method: p.method,
+        dataset: p.dataset.clone(),
+        num_generated_tokens: p.num_generated_tokens,
+        num_train_examples: p.num_train_examples,
+        lr: p.lr,
+        lora_type: p.lora_type.clone(),
+        lora_r: p.lora_r,
+        lora_alpha: p.lora_alpha,
+        ia3_type: p.ia3_type.clone(),
+        num_virtual_tokens: p.num_virtual_tokens,
+        label_type: p.label_type,
+        ce_loss_weight: p.ce_loss_weight,
+        tokl_top_k: p.tokl_top_k,
+        num_runs: run + 1,
+        run_index: Some(run),
+        ..common_train_config(c)?
+    };
+    set_ldr(&mut a, p.ldr);
+    Ok(a)
 }
 
-/// The arguments that collect one training file's teacher targets (`ia2 teacher`).
-pub fn teacher_args(c: &SweepConfig, kind: &JobKind) -> Result<TrainArgs> {
+/// The options that collect one training file's teacher targets (`ia2 teacher`).
+pub fn teacher_args(c: &SweepConfig, kind: &JobKind) -> Result<TrainConfig> {
     let JobKind::Teacher {
         dataset,
         num_generated_tokens,
@@ -165,99 +141,68 @@ pub fn teacher_args(c: &SweepConfig, kind: &JobKind) -> Result<TrainArgs> {
     else {
         bail!("not a teacher job");
     };
-    let mut w = common_train_words(c)?;
-    let method = if distributions.is_some() {
-        "tokl"
+    let objective = if distributions.is_some() {
+        Objective::Tokl
     } else {
-        "act"
+        Objective::Act
     };
-    w.extend(
-        [
-            "--training-method",
-            method,
-            "--dataset",
-            dataset,
-            "--num-generated-tokens",
-            &num_generated_tokens.to_string(),
-            "--num-train-examples",
-            &num_train_examples.to_string(),
-            "--label-type",
-            LabelType::IclOutputs.as_str(),
-            "--num-runs",
-            &(run + 1).to_string(),
-            "--run-index",
-            &run.to_string(),
-        ]
-        .map(str::to_string),
-    );
+    let mut a = TrainConfig {
+        training_method: TrainingMethod {
+            adapter: AdapterKind::Lora,
+            objective,
+        },
+        dataset: dataset.clone(),
+        num_generated_tokens: *num_generated_tokens,
+        num_train_examples: *num_train_examples,
+        label_type: LabelType::IclOutputs,
+        num_runs: run + 1,
+        run_index: Some(*run),
+        ..common_train_config(c)?
+    };
     if let Some(k) = distributions {
-        w.extend(["--tokl-top-k".to_string(), k.to_string()]);
+        a.tokl_top_k = *k;
     }
-    ldr_words(&mut w, *ldr);
-    TrainArgs::from_cli(w).context("building the teacher options")
+    set_ldr(&mut a, *ldr);
+    Ok(a)
 }
 
-fn eval_words(c: &SweepConfig) -> Result<Vec<String>> {
+/// The evaluation options every evaluation of `c` shares.
+fn eval_config(c: &SweepConfig) -> Result<EvalConfig> {
     let e = &c.eval;
-    let mut w = model_words(c);
-    w.extend([
-        "--outputs-dir".to_string(),
-        path_str(&c.output_dir)?,
-        "--data-dir".to_string(),
-        path_str(&c.data_dir)?,
-        "--top-k".to_string(),
-        e.top_k.to_string(),
-        "--batch-size".to_string(),
-        e.batch_size.to_string(),
-        "--icl-max-demos".to_string(),
-    ]);
-    w.extend(e.icl_max_demos.iter().map(ToString::to_string));
-    if !e.eval_datasets.is_empty() {
-        w.push("--eval-datasets".into());
-        w.extend(e.eval_datasets.iter().cloned());
-    }
-    if !e.icl_source_datasets.is_empty() {
-        w.push("--icl-source-datasets".into());
-        w.extend(e.icl_source_datasets.iter().cloned());
-    }
-    if let Some(t) = e.num_gen_tokens_eval {
-        w.extend(["--num-gen-tokens-eval".to_string(), t.to_string()]);
-    }
-    if let Some(k) = e.max_eval_examples {
-        w.extend(["--max-eval-examples".to_string(), k.to_string()]);
-    }
-    if e.uncertainty_analysis {
-        w.push("--uncertainty-analysis".into());
-    }
-    if e.no_merge {
-        w.push("--no-merge".into());
-    }
-    Ok(w)
+    Ok(EvalConfig {
+        model: model_options(c)?,
+        outputs_dir: c.output_dir.clone(),
+        data_dir: c.data_dir.clone(),
+        top_k: e.top_k,
+        batch_size: e.batch_size,
+        icl_max_demos: e.icl_max_demos.clone(),
+        eval_datasets: e.eval_datasets.clone(),
+        icl_source_datasets: e.icl_source_datasets.clone(),
+        num_gen_tokens_eval: e.num_gen_tokens_eval,
+        max_eval_examples: e.max_eval_examples,
+        uncertainty_analysis: e.uncertainty_analysis,
+        no_merge: e.no_merge,
+        ..EvalConfig::default()
+    })
 }
 
 /// `ia2 eval` of exactly one trained run.
-pub fn eval_run_args(c: &SweepConfig, run_dir: &Path) -> Result<EvalArgs> {
-    let mut w = eval_words(c)?;
-    w.extend(["--adapter".to_string(), path_str(run_dir)?]);
-    EvalArgs::from_cli(w).context("building the evaluation options")
+pub fn eval_run_args(c: &SweepConfig, run_dir: &Path) -> Result<EvalConfig> {
+    let mut a = eval_config(c)?;
+    a.model.adapter = Some(run_dir.to_path_buf());
+    Ok(a)
 }
 
 /// `ia2 eval` of the base model for one N and every run.
-pub fn eval_base_args(c: &SweepConfig, n: usize) -> Result<EvalArgs> {
-    let mut w = eval_words(c)?;
-    if c.eval.eval_datasets.is_empty() {
-        w.push("--eval-datasets".into());
-        w.extend(c.datasets.iter().cloned());
+pub fn eval_base_args(c: &SweepConfig, n: usize) -> Result<EvalConfig> {
+    let mut a = eval_config(c)?;
+    if a.eval_datasets.is_empty() {
+        a.eval_datasets = c.datasets.clone();
     }
-    w.extend([
-        "--model-types".to_string(),
-        "base".to_string(),
-        "--num-examples".to_string(),
-        n.to_string(),
-        "--run-indices".to_string(),
-    ]);
-    w.extend((0..c.num_runs).map(|r| r.to_string()));
-    EvalArgs::from_cli(w).context("building the base-model evaluation options")
+    a.model_types = vec!["base".into()];
+    a.num_examples = vec![n];
+    a.run_indices = (0..c.num_runs as u32).collect();
+    Ok(a)
 }
 
 /// `ia2 data train-sets` of one dataset.
@@ -265,20 +210,20 @@ pub fn train_sets_args(
     c: &SweepConfig,
     dataset: &str,
     ns: &[usize],
-) -> ia2_data::train_sets::TrainSetsArgs {
-    ia2_data::train_sets::TrainSetsArgs {
+) -> ia2_data::train_sets::TrainSetsConfig {
+    ia2_data::train_sets::TrainSetsConfig {
         num_runs: c.num_runs as u32,
         max_icl_demos: c.data.max_icl_demos,
         num_dev_examples: c.data.num_dev_examples,
         shuffle_demos: c.train.shuffle_demos,
         num_shuffles: c.train.num_shuffles,
         fixed_demos: c.train.fixed_demos,
-        ..ia2_data::train_sets::TrainSetsArgs::new(dataset, c.data_dir.clone(), ns.to_vec())
+        ..ia2_data::train_sets::TrainSetsConfig::new(dataset, c.data_dir.clone(), ns.to_vec())
     }
 }
 
-fn ldr_args(c: &SweepConfig, dataset: &str) -> ia2_data::ldr::LdrArgs {
-    ia2_data::ldr::LdrArgs {
+fn ldr_args(c: &SweepConfig, dataset: &str) -> ia2_data::ldr::LdrConfig {
+    ia2_data::ldr::LdrConfig {
         dataset: dataset.to_string(),
         num_labelled: c.num_labelled_samples.clone(),
         num_unlabelled: c.num_unlabelled_samples.clone(),
@@ -304,8 +249,7 @@ impl Models {
         let key = model_key(c);
         if !self.loaded.contains_key(&key) {
             let started = Instant::now();
-            let args = train_args_for_model(c)?;
-            let m = args.model.load().context("loading the base model")?;
+            let m = model_options(c)?.load().context("loading the base model")?;
             let secs = started.elapsed().as_secs_f64();
             self.loads += 1;
             ledger.record(
@@ -342,10 +286,6 @@ impl Models {
     pub fn clear(&mut self) {
         self.loaded.clear();
     }
-}
-
-fn train_args_for_model(c: &SweepConfig) -> Result<TrainArgs> {
-    TrainArgs::from_cli(model_words(c)).context("model options")
 }
 
 /// What a finished job produced.
@@ -476,7 +416,7 @@ pub fn execute(
                 .iter()
                 .find(|p| &p.dataset == dataset)
                 .with_context(|| format!("no [[data.prepare]] entry {dataset:?}"))?;
-            let args = ia2_data::prepare::PrepareArgs {
+            let args = ia2_data::prepare::PrepareConfig {
                 dataset: p.dataset.clone(),
                 source: p.source.clone(),
                 data_dir: c.data_dir.clone(),
@@ -562,7 +502,7 @@ pub fn execute(
 }
 
 fn eval(
-    args: &EvalArgs,
+    args: &EvalConfig,
     models: &mut Models,
     c: &SweepConfig,
     ledger: &Ledger,

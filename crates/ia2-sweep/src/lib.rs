@@ -6,7 +6,7 @@
 //!   training, evaluations, report), written to `DIR/plan.json`.
 //! - [`ledger`]: the sweep's truth: an append-only journal `DIR/ledger.jsonl` written under `flock`, plus one lock
 //!   file per running job (held by the process running it, so a killed runner is detected).
-//! - [`jobs`]: the only place that turns a job into `TrainArgs` / `EvalArgs` / `TrainSetsArgs`, and runs it.
+//! - [`jobs`]: the only place that turns a job into `TrainConfig` / `EvalConfig` / `TrainSetsConfig`, and runs it.
 //! - [`worker`]: the worker loop (claims ready jobs, keeps loaded models between jobs).
 //! - [`local`]: `--max-parallel K` worker processes with a progress display.
 //! - [`slurm`]: job arrays per stage with `afterok` dependencies.

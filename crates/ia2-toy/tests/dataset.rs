@@ -1,7 +1,7 @@
 //! A held-out toy task as `data/<name>/main.json`, consumable by `ia2 data train-sets`.
 
 use ia2_data::schema::MainFile;
-use ia2_data::train_sets::{TrainSetsArgs, build_train_file};
+use ia2_data::train_sets::{TrainSetsConfig, build_train_file};
 use ia2_toy::task::{LABELS, Task};
 use std::collections::BTreeSet;
 
@@ -68,9 +68,9 @@ fn the_dataset_is_one_held_out_task_in_the_seed_schema() {
     let again = ia2_toy::write_task_dataset(4, dir.path(), "toy2", 24, 30).unwrap();
     let m2: MainFile = serde_json::from_slice(&std::fs::read(again).unwrap()).unwrap();
     assert_eq!(m2.train_examples, main.train_examples);
-    let args = TrainSetsArgs {
+    let args = TrainSetsConfig {
         num_runs: 1,
-        ..TrainSetsArgs::new("toy", dir.path(), vec![4])
+        ..TrainSetsConfig::new("toy", dir.path(), vec![4])
     };
     let file = build_train_file(&main, &args, 4, 0).unwrap();
     assert_eq!(file.train.unwrap().examples.len(), 4);

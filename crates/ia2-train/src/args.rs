@@ -1,154 +1,127 @@
-//! `ia2 train` options: the seed's options in kebab-case, its snake_case spellings accepted as aliases, its
-//! defaults (except `--model`, which defaults to a built-in model so nothing is downloaded, and `--dtype`,
-//! f32 on the CPU).
+//! `ia2 train` options as a plain configuration: the seed's options and defaults (except `model`, which
+//! defaults to a built-in model so nothing is downloaded, and `dtype`, f32 on the CPU).
 
 use crate::method::TrainingMethod;
 use anyhow::{Context, Result, bail, ensure};
-use ia2_load::ModelArgs;
+use ia2_load::ModelOptions;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// `--label-type` and `--tokl-top-k` values (defined with the on-disk contract in [`ia2_runs`]); clap parses
-/// them with their `FromStr`.
+/// `--label-type` and `--tokl-top-k` values (defined with the on-disk contract in [`ia2_runs`]).
 pub use ia2_runs::labels::{LabelType, TopK};
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct TrainArgs {
-    /// Training method: `[ia3-|prompt-|prefix-]{tok,tokl,act,tna,a2t,t2a}` (no prefix = LoRA).
-    #[arg(long, alias = "training_method", default_value = "tok")]
+/// Everything `ia2 train` / `ia2 teacher` needs, as plain data: build it with a struct literal and
+/// `..TrainConfig::default()` (the defaults are the command line's). The flags (kebab-case, the seed's
+/// snake_case aliases, help texts) are in the binary, `crates/ia2/src/cli/train.rs`; each field there is named
+/// like its field here and converted by serde.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `[ia3-|prompt-|prefix-]{tok,tokl,act,tna,a2t,t2a}` (no prefix = LoRA).
     pub training_method: TrainingMethod,
-    /// Dataset name; training files are read from `<data-dir>/<dataset>/train/{N}_{run}.json`.
-    #[arg(long, default_value = "sst2")]
+    /// Training files are read from `<data_dir>/<dataset>/train/{N}_{run}.json`.
     pub dataset: String,
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Runs are written to `<output-dir>/<method>/<dataset>/<name>/`.
-    #[arg(long, alias = "output_dir", default_value = "outputs")]
+    pub model: ModelOptions,
+    /// Runs are written to `<output_dir>/<method>/<dataset>/<name>/`.
     pub output_dir: PathBuf,
-    /// Where `ia2 data` wrote the datasets.
-    #[arg(long, alias = "data_dir", default_value = "data")]
     pub data_dir: PathBuf,
-
-    /// LoRA target letters: q, k, v, o → q_proj, k_proj, v_proj, o_proj.
-    #[arg(long, alias = "lora_type", default_value = "qko")]
+    /// LoRA target letters (q, k, v, o).
     pub lora_type: String,
-    #[arg(long, alias = "lora_r", default_value_t = 8)]
     pub lora_r: usize,
-    #[arg(long, alias = "lora_alpha", default_value_t = 8)]
     pub lora_alpha: usize,
-    /// IA3 target letters (each vector scales its module's input, as the seed configures PEFT).
-    #[arg(long, alias = "ia3_type", default_value = "qko")]
+    /// IA3 target letters.
     pub ia3_type: String,
     /// Virtual tokens of prompt / prefix tuning.
-    #[arg(long, alias = "num_virtual_tokens", default_value_t = 20)]
     pub num_virtual_tokens: usize,
-
-    /// Maximum epochs (early stopping usually ends training sooner).
-    #[arg(long, alias = "num_train_epochs", default_value_t = 50)]
     pub num_train_epochs: usize,
-    /// N: training examples per run (selects the training file `{N}_{run}.json`).
-    #[arg(long, alias = "num_train_examples", default_value_t = 4)]
+    /// N: training examples per run.
     pub num_train_examples: usize,
-    /// T: response tokens used for training (1 for classification; EOS is appended to ground truth when > 1).
-    #[arg(long, alias = "num_generated_tokens", default_value_t = 1)]
+    /// T: response tokens used for training.
     pub num_generated_tokens: usize,
-    /// tokl targets: `all` (full distribution) or k (top-k probabilities, the rest spread uniformly).
-    #[arg(long, alias = "tokl_top_k", default_value = "all")]
     pub tokl_top_k: TopK,
-    /// Adam learning rate (constant).
-    #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    /// Examples per optimizer step (gradients accumulated over them).
-    #[arg(long, alias = "batch_size", default_value_t = 4)]
+    /// Examples per optimizer step.
     pub batch_size: usize,
-    /// Rows per forward pass (left-padded); 0 = the whole step in one forward. Same mathematics either way.
-    #[arg(long, alias = "micro_batch", default_value_t = 0)]
+    /// Rows per forward pass; 0 = the whole step in one forward.
     pub micro_batch: usize,
-    /// Clip the global gradient norm to this value.
-    #[arg(long, alias = "gradient_clip_val")]
     pub gradient_clip_val: Option<f64>,
-    /// Dev evaluations without improvement before stopping (the best state is restored).
-    #[arg(long, default_value_t = 5)]
     pub patience: usize,
     /// w in tna's `(1 − w)·MSE + w·CE`.
-    #[arg(long, alias = "ce_loss_weight", default_value_t = 0.02)]
     pub ce_loss_weight: f64,
-    /// Targets of tok / a2t / t2a / tna's CE: the base model's ICL response (`icl_outputs`) or the dataset
-    /// answer (`ground_truth`).
-    #[arg(long, alias = "label_type", default_value_t = LabelType::IclOutputs)]
     pub label_type: LabelType,
-
-    /// Train on K orderings of each example's demos (re-shuffled with RandomState(run)).
-    #[arg(long, alias = "shuffle_demos")]
     pub shuffle_demos: bool,
-    #[arg(long, alias = "num_shuffles", default_value_t = 5)]
     pub num_shuffles: usize,
-    /// Use one fixed demo list for every example (files under `train_fixed/`).
-    #[arg(long, alias = "fixed_demos")]
     pub fixed_demos: bool,
-    /// Low-data regime: N labelled demos, M unlabelled queries, K permutations
-    /// (`<data-dir>/<dataset>-ldr/train/{N}_{M}_{K}_{run}.json`).
-    #[arg(long, alias = "ldr_mode")]
     pub ldr_mode: bool,
-    #[arg(long, alias = "num_labelled_samples", default_value_t = 8)]
     pub num_labelled_samples: usize,
-    #[arg(long, alias = "num_unlabelled_samples", default_value_t = 1000)]
     pub num_unlabelled_samples: usize,
-    #[arg(long, alias = "max_permutations", default_value_t = 24)]
     pub max_permutations: usize,
-
-    /// Runs 0..num_runs (each reads its own training file).
-    #[arg(long, alias = "num_runs", default_value_t = 5)]
     pub num_runs: usize,
     /// Train only this run index.
-    #[arg(long, alias = "run_index")]
     pub run_index: Option<usize>,
-    /// Evaluate the dev loss every this many optimizer steps (and at the end of each epoch).
-    #[arg(long, alias = "dev_eval_steps", default_value_t = 2)]
     pub dev_eval_steps: usize,
-    /// Record the global gradient norm of every step in metrics.jsonl (always computed; kept for the seed's flag).
-    #[arg(long, alias = "log_gradient_norms")]
     pub log_gradient_norms: bool,
-    /// Record the adapter's weight norm of every step in metrics.jsonl.
-    #[arg(long, alias = "log_weight_norms")]
     pub log_weight_norms: bool,
-    /// Save the adapter every `--checkpoint-frequency` optimizer steps under `checkpoints/step_{k}/`.
-    #[arg(long, alias = "log_checkpoints")]
     pub log_checkpoints: bool,
-    #[arg(long, alias = "checkpoint_frequency", default_value_t = 1)]
     pub checkpoint_frequency: usize,
-    /// Seed of adapter initialisation and epoch shuffling (run r uses seed + r).
-    #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Teacher targets cache (default `<output-dir>/teacher_cache`).
-    #[arg(long)]
+    /// Default `<output_dir>/teacher_cache`.
     pub teacher_cache_dir: Option<PathBuf>,
-    /// Examples per teacher-collection batch (left-padded, KV cache).
-    #[arg(long, default_value_t = 8)]
     pub teacher_batch: usize,
-    /// Retrain runs whose output directory already exists (otherwise they are skipped).
-    #[arg(long)]
+    /// Retrain runs whose output directory already exists.
     pub force: bool,
 }
 
-#[derive(Debug, clap::Parser)]
-#[command(name = "ia2 train", no_binary_name = true)]
-struct Wrapper {
-    #[command(flatten)]
-    args: TrainArgs,
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            training_method: TrainingMethod {
+                adapter: crate::method::AdapterKind::Lora,
+                objective: crate::method::Objective::Tok,
+            },
+            dataset: "sst2".into(),
+            model: ModelOptions::default(),
+            output_dir: "outputs".into(),
+            data_dir: "data".into(),
+            lora_type: "qko".into(),
+            lora_r: 8,
+            lora_alpha: 8,
+            ia3_type: "qko".into(),
+            num_virtual_tokens: 20,
+            num_train_epochs: 50,
+            num_train_examples: 4,
+            num_generated_tokens: 1,
+            tokl_top_k: TopK::All,
+            lr: 1e-4,
+            batch_size: 4,
+            micro_batch: 0,
+            gradient_clip_val: None,
+            patience: 5,
+            ce_loss_weight: 0.02,
+            label_type: LabelType::IclOutputs,
+            shuffle_demos: false,
+            num_shuffles: 5,
+            fixed_demos: false,
+            ldr_mode: false,
+            num_labelled_samples: 8,
+            num_unlabelled_samples: 1000,
+            max_permutations: 24,
+            num_runs: 5,
+            run_index: None,
+            dev_eval_steps: 2,
+            log_gradient_norms: false,
+            log_weight_norms: false,
+            log_checkpoints: false,
+            checkpoint_frequency: 1,
+            seed: 42,
+            teacher_cache_dir: None,
+            teacher_batch: 8,
+            force: false,
+        }
+    }
 }
 
-impl TrainArgs {
-    /// Parses `ia2 train` options (without the program name), for programmatic callers: every option not
-    /// given takes its command-line default. `TrainArgs::from_cli(["--training-method", "act"])`.
-    pub fn from_cli<I, S>(args: I) -> Result<TrainArgs>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<std::ffi::OsString> + Clone,
-    {
-        use clap::Parser;
-        Ok(Wrapper::try_parse_from(args)?.args)
-    }
-
+impl TrainConfig {
     /// Checks option combinations before anything is loaded.
     pub fn validate(&self) -> Result<()> {
         let m = self.training_method;

@@ -16,26 +16,23 @@ use serde::Serialize;
 use std::fmt;
 use std::time::Instant;
 
-/// Options of the training benchmark.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TrainBenchArgs {
+/// Options of the training benchmark (flags: `crates/ia2/src/cli/bench.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainBenchConfig {
     /// ICL sequences (training examples) in the benchmark.
-    #[arg(long, default_value_t = 8)]
     pub sequences: usize,
     /// Tokens of each ICL prompt (demos + query).
-    #[arg(long, default_value_t = 192)]
     pub icl_tokens: usize,
     /// Tokens of each query without demos.
-    #[arg(long, default_value_t = 32)]
     pub query_tokens: usize,
     /// Sequences timed the seed's way at T = 64 (slow: the prefix is recomputed for every token).
-    #[arg(long, default_value_t = 2)]
     pub seed_way_sequences: usize,
 }
 
-impl Default for TrainBenchArgs {
+impl Default for TrainBenchConfig {
     fn default() -> Self {
-        TrainBenchArgs {
+        TrainBenchConfig {
             sequences: 8,
             icl_tokens: 192,
             query_tokens: 32,
@@ -98,7 +95,7 @@ fn seed_way(decoder: &Decoder, seq: &Sequence, steps: usize) -> Result<Vec<u32>>
 }
 
 /// Runs the training benchmark.
-impl TrainBenchArgs {
+impl TrainBenchConfig {
     /// Checks the options before anything runs.
     pub fn validate(&self) -> Result<()> {
         for (flag, v, max) in [
@@ -114,7 +111,7 @@ impl TrainBenchArgs {
     }
 }
 
-pub fn run(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
+pub fn run(args: &TrainBenchConfig) -> Result<TrainBenchReport> {
     args.validate()?;
     let shape = BenchShape::new(BenchSize::Reference);
     let device = Device::flex();

@@ -1,8 +1,8 @@
 //! What one run is: [`RunConfig`] (`training_config.json`), defined with the on-disk contract in
 //! [`ia2_runs::config`] and re-exported here, plus what needs the training crate: building it from
-//! [`TrainArgs`] and the PEFT configuration of its adapter ([`RunConfigExt`]).
+//! [`TrainConfig`] and the PEFT configuration of its adapter ([`RunConfigExt`]).
 
-use crate::args::TrainArgs;
+use crate::args::TrainConfig;
 use crate::method::{AdapterKind, Objective};
 use anyhow::Result;
 use ia2_adapters::{Ia3Config, LoraConfig, PeftConfig, PrefixTuningConfig, PromptTuningConfig};
@@ -13,14 +13,14 @@ pub use ia2_runs::config::{AdamSettings, Ia2RunConfig, RunConfig, lora_targets, 
 /// [`RunConfig`] from the training options, and its adapter's PEFT configuration.
 pub trait RunConfigExt {
     /// The configuration of run `run` of `args` (the `ia2` block's data fields are filled in by the caller).
-    fn new(args: &TrainArgs, run: usize, ia2: Ia2RunConfig) -> Self;
+    fn new(args: &TrainConfig, run: usize, ia2: Ia2RunConfig) -> Self;
     /// The PEFT configuration of this run's adapter.
     fn peft_config(&self, model: &ModelConfig) -> Result<PeftConfig>;
 }
 
 impl RunConfigExt for RunConfig {
     /// The configuration of run `run` of `args` (the `ia2` block's data fields are filled in by the caller).
-    fn new(args: &TrainArgs, run: usize, ia2: Ia2RunConfig) -> Self {
+    fn new(args: &TrainConfig, run: usize, ia2: Ia2RunConfig) -> Self {
         let m = args.training_method;
         let ldr = args.ldr_mode;
         RunConfig {

@@ -17,7 +17,7 @@ pub mod run;
 pub mod teacher;
 pub mod trainer;
 
-pub use args::{LabelType, TopK, TrainArgs};
+pub use args::{LabelType, TopK, TrainConfig};
 pub use config::RunConfig;
 pub use method::{AdapterKind, Objective, TrainingMethod};
 pub use run::{

@@ -1,7 +1,7 @@
 //! `ia2 train` end to end: load the base model once, then for each run read its training file, get the teacher
 //! targets (cache or collect), create or continue the adapter, train, and write the run directory.
 
-use crate::args::{LabelType, TrainArgs};
+use crate::args::{LabelType, TrainConfig};
 use crate::config::{Ia2RunConfig, RunConfig, RunConfigExt};
 use crate::examples::{DemoOrder, RunData, Sequence, load_run_data};
 use crate::loss::Item;
@@ -37,7 +37,7 @@ struct Base {
     pad: u32,
 }
 
-fn load_base(args: &TrainArgs) -> Result<Base> {
+fn load_base(args: &TrainConfig) -> Result<Base> {
     ensure!(
         args.model.adapter.is_none(),
         "ia2 train creates its own adapter: --adapter is not accepted (a2t / t2a continue their phase-1 \
@@ -67,7 +67,7 @@ fn base_from(model: LoadedModel) -> Result<Base> {
 }
 
 fn ia2_block(
-    args: &TrainArgs,
+    args: &TrainConfig,
     base: &Base,
     data_file: &Path,
     data: &RunData,
@@ -99,7 +99,7 @@ fn ia2_block(
     })
 }
 
-fn read_data(args: &TrainArgs, base: &Base, run: usize) -> Result<(PathBuf, RunData)> {
+fn read_data(args: &TrainConfig, base: &Base, run: usize) -> Result<(PathBuf, RunData)> {
     args.validate_for_model(&base.model.decoder.config)?;
     let file = args.data_file(run);
     ensure!(
@@ -151,13 +151,13 @@ fn read_data(args: &TrainArgs, base: &Base, run: usize) -> Result<(PathBuf, RunD
     Ok((file, data))
 }
 
-fn needs_teacher(args: &TrainArgs) -> bool {
+fn needs_teacher(args: &TrainConfig) -> bool {
     let loss = args.training_method.objective.loss();
     loss != Loss::Ce || args.label_type == LabelType::IclOutputs
 }
 
 fn teacher_targets(
-    args: &TrainArgs,
+    args: &TrainConfig,
     base: &Base,
     run: usize,
     file: &Path,
@@ -190,7 +190,7 @@ fn teacher_targets(
 
 /// The items the loss sees: which response each sequence trains on, and its teacher targets.
 fn items<'a>(
-    args: &TrainArgs,
+    args: &TrainConfig,
     seqs: &'a [Sequence],
     targets: Option<&'a [Target]>,
 ) -> Result<Vec<Item<'a>>> {
@@ -232,7 +232,7 @@ fn items<'a>(
 /// The phase-1 adapter that a2t / t2a continue: same options, the phase-1 method (t2a's tok keeps the label
 /// type; the seed looked for `…_None` and never found it).
 fn phase_one_adapter(
-    args: &TrainArgs,
+    args: &TrainConfig,
     base: &Base,
     config: &RunConfig,
 ) -> Result<Option<(Adapter, PeftConfig, PathBuf, String)>> {
@@ -275,7 +275,7 @@ fn phase_one_adapter(
 }
 
 /// Trains every requested run.
-pub fn run(args: &TrainArgs) -> Result<Vec<RunOutcome>> {
+pub fn run(args: &TrainConfig) -> Result<Vec<RunOutcome>> {
     args.validate()?;
     let base = load_base(args)?;
     let mut outcomes = Vec::new();
@@ -289,7 +289,7 @@ pub fn run(args: &TrainArgs) -> Result<Vec<RunOutcome>> {
 
 /// [`run`] with a base model the caller already loaded (e.g. `ia2 sweep`'s workers, which load a model once
 /// for many jobs). `model` must be what `args.model` names, without an adapter.
-pub fn run_with_model(args: &TrainArgs, model: LoadedModel) -> Result<Vec<RunOutcome>> {
+pub fn run_with_model(args: &TrainConfig, model: LoadedModel) -> Result<Vec<RunOutcome>> {
     args.validate()?;
     ensure!(
         model.adapter.is_none(),
@@ -306,20 +306,20 @@ pub fn run_with_model(args: &TrainArgs, model: LoadedModel) -> Result<Vec<RunOut
 }
 
 /// [`precompute_teacher`] with a base model the caller already loaded.
-pub fn precompute_teacher_with_model(args: &TrainArgs, model: LoadedModel) -> Result<Vec<PathBuf>> {
+pub fn precompute_teacher_with_model(args: &TrainConfig, model: LoadedModel) -> Result<Vec<PathBuf>> {
     args.validate()?;
     let base = base_from(model)?;
     teacher_runs(args, &base)
 }
 
 /// `ia2 teacher`: collects (or verifies) the teacher targets of every run without training.
-pub fn precompute_teacher(args: &TrainArgs) -> Result<Vec<PathBuf>> {
+pub fn precompute_teacher(args: &TrainConfig) -> Result<Vec<PathBuf>> {
     args.validate()?;
     let base = load_base(args)?;
     teacher_runs(args, &base)
 }
 
-fn teacher_runs(args: &TrainArgs, base: &Base) -> Result<Vec<PathBuf>> {
+fn teacher_runs(args: &TrainConfig, base: &Base) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for run in args.runs() {
         let (file, data) = read_data(args, base, run)?;
@@ -330,7 +330,7 @@ fn teacher_runs(args: &TrainArgs, base: &Base) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-fn train_one(args: &TrainArgs, base: &Base, run: usize) -> Result<RunOutcome> {
+fn train_one(args: &TrainConfig, base: &Base, run: usize) -> Result<RunOutcome> {
     let (file, data) = read_data(args, base, run)?;
     let mut config = RunConfig::new(args, run, ia2_block(args, base, &file, &data)?);
     let decoder = &base.model.decoder;

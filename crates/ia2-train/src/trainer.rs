@@ -5,10 +5,12 @@
 //! A run that diverges fails ([`Diverged`]), so nothing of it is written as finished. Diverged means, checked
 //! as training goes:
 //! - **non-finite**: a train or dev loss, or any adapter parameter, is NaN or infinite (checked every step);
-//! - **explosion**: after the warm-up (the first epoch), a dev loss, or an epoch's mean train loss, is above
-//!   [`EXPLOSION_FACTOR`] × its initial value (both measured once on the starting adapter, before the first
-//!   step; initial values below [`EXPLOSION_FLOOR`] count as that floor, so a loss that starts near 0 is not
-//!   flagged for tiny absolute changes);
+//! - **explosion**: the state that is kept (the best dev state, or without a dev set the last one) has a dev
+//!   loss (without a dev set: a last-epoch mean train loss) above [`EXPLOSION_FACTOR`] × its initial value
+//!   (measured once on the starting adapter, before the first step; initial values below
+//!   [`EXPLOSION_FLOOR`] count as that floor, so a loss that starts near 0 is not flagged for tiny absolute
+//!   changes). A transient spike that early stopping and the best-state restore leave behind is not a
+//!   failure;
 //! - **collapse**: the logits of the first training example's decode position have a spread (max − min over
 //!   the vocabulary) below [`COLLAPSE_SPREAD`]: the model predicts the uniform distribution whatever the
 //!   input, its CE is ln V. This is what an absurd learning rate leaves (hidden states overflow and the final
@@ -437,17 +439,8 @@ pub fn train(
             } else {
                 None
             };
-            if let (Some(d), Some(init)) = (dev_loss, initial_dev)
-                && epoch > 0
-            {
-                check_explosion("dev", d.total, init, at)?;
-            }
             if dev_loss.is_some() || end_of_epoch {
                 check_collapse(decoder, adapter, &probes, at)?;
-            }
-            if end_of_epoch && epoch > 0 {
-                let mean = epoch_sums.total / seen as f64;
-                check_explosion("mean train (epoch)", mean, initial_train, at)?;
             }
             let record = StepRecord {
                 step,
@@ -491,6 +484,19 @@ pub fn train(
     let at = (outcome.best_step.unwrap_or(step), outcome.final_epoch);
     ensure_finite_parameters(adapter, at)?;
     check_collapse(decoder, adapter, &probes, at)?;
+    // Explosion is judged on the kept state: a transient spike that early stopping and the best-state
+    // restore leave behind is not a failure (the demo's a2t runs spike and recover); a kept state whose
+    // every dev evaluation was far worse than the start is.
+    match (outcome.best_dev, initial_dev) {
+        (Some(d), Some(init)) => check_explosion("best dev", d.total, init, at)?,
+        _ if outcome.total_steps > 0 => check_explosion(
+            "last epoch's mean train",
+            outcome.last_epoch_train.total,
+            initial_train,
+            at,
+        )?,
+        _ => {}
+    }
     Ok(outcome)
 }
 

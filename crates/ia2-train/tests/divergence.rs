@@ -3,6 +3,7 @@
 
 mod common;
 
+use ia2_train::TrainConfig;
 use std::path::{Path, PathBuf};
 
 /// Every file under `dir` (recursively).
@@ -27,24 +28,15 @@ fn diverging_run(method: &str, lr: &str) -> (String, PathBuf, tempfile::TempDir)
     let root = tmp.path();
     common::dataset(root, "toy", 4, 1);
     let model = Path::new("builtin:tiny-qwen3");
-    let args = common::train_args(
-        root,
-        model,
-        &[
-            "--training-method",
-            method,
-            "--label-type",
-            "ground_truth",
-            "--lr",
-            lr,
-            "--num-train-epochs",
-            "30",
-            "--batch-size",
-            "2",
-            "--patience",
-            "100",
-        ],
-    );
+    let args = TrainConfig {
+        training_method: method.parse().unwrap(),
+        label_type: "ground_truth".parse().unwrap(),
+        lr: lr.parse().unwrap(),
+        num_train_epochs: 30,
+        batch_size: 2,
+        patience: 100,
+        ..common::train_args(root, model)
+    };
     let err = ia2_train::run(&args).expect_err("a run at an absurd learning rate must fail");
     let diverged = err
         .chain()
@@ -100,20 +92,13 @@ fn a_sane_learning_rate_still_finishes() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     common::dataset(root, "toy", 4, 1);
-    let args = common::train_args(
-        root,
-        Path::new("builtin:tiny-qwen3"),
-        &[
-            "--training-method",
-            "tok",
-            "--label-type",
-            "ground_truth",
-            "--lr",
-            "1e-3",
-            "--num-train-epochs",
-            "3",
-        ],
-    );
+    let args = TrainConfig {
+        training_method: "tok".parse().unwrap(),
+        label_type: "ground_truth".parse().unwrap(),
+        lr: 1e-3,
+        num_train_epochs: 3,
+        ..common::train_args(root, Path::new("builtin:tiny-qwen3"))
+    };
     let out = ia2_train::run(&args).unwrap();
     assert!(out[0].trained);
 }

@@ -5,30 +5,21 @@
 mod common;
 
 use ia2_runs::{FinalStats, RunConfig};
+use ia2_train::{LabelType, TrainConfig};
 use std::path::Path;
 
-fn err_of(args: &ia2_train::TrainArgs) -> String {
+fn err_of(args: &TrainConfig) -> String {
     format!("{:#}", ia2_train::run(args).expect_err("the run must fail"))
 }
 
 /// tok on ground truth: no teacher needed, fast.
-const TOK: [&str; 6] = [
-    "--training-method",
-    "tok",
-    "--label-type",
-    "ground_truth",
-    "--lr",
-    "0.01",
-];
-
-fn with(extra: &[&str]) -> Vec<String> {
-    TOK.iter().chain(extra).map(|s| s.to_string()).collect()
-}
-
-fn args(root: &Path, model: &Path, extra: &[&str]) -> ia2_train::TrainArgs {
-    let words = with(extra);
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    common::train_args(root, model, &words)
+fn args(root: &Path, model: &Path) -> TrainConfig {
+    TrainConfig {
+        training_method: "tok".parse().unwrap(),
+        label_type: LabelType::GroundTruth,
+        lr: 0.01,
+        ..common::train_args(root, model)
+    }
 }
 
 #[test]
@@ -39,14 +30,18 @@ fn a_smoke_run_does_not_block_the_real_run_and_final_epoch_is_one_based() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     common::dataset(root, "toy", 4, 1);
-    let smoke = ia2_train::run(&args(root, &model, &["--num-train-epochs", "0"])).unwrap();
+    let smoke = ia2_train::run(&TrainConfig {
+        num_train_epochs: 0,
+        ..args(root, &model)
+    })
+    .unwrap();
     assert!(smoke[0].trained);
     assert_eq!(smoke[0].stats.as_ref().unwrap().final_epoch, 0);
-    let real = args(
-        root,
-        &model,
-        &["--num-train-epochs", "3", "--patience", "100"],
-    );
+    let real = TrainConfig {
+        num_train_epochs: 3,
+        patience: 100,
+        ..args(root, &model)
+    };
     let err = err_of(&real);
     assert!(
         err.contains("ia2.num_train_epochs: 0 → 3") && err.contains("--force"),
@@ -94,9 +89,16 @@ fn another_base_model_with_the_same_directory_name_or_a_regenerated_training_fil
     bytes[mid] ^= 1;
     std::fs::write(&w, &bytes).unwrap();
 
-    let first = ia2_train::run(&args(root, &a, &["--num-train-epochs", "1"])).unwrap();
+    let first = ia2_train::run(&TrainConfig {
+        num_train_epochs: 1,
+        ..args(root, &a)
+    })
+    .unwrap();
     assert!(first[0].trained);
-    let err = err_of(&args(root, &b, &["--num-train-epochs", "1"]));
+    let err = err_of(&TrainConfig {
+        num_train_epochs: 1,
+        ..args(root, &b)
+    });
     assert!(err.contains("ia2.base_model_fingerprint"), "{err}");
 
     // A regenerated training file (same name, other content).
@@ -104,18 +106,41 @@ fn another_base_model_with_the_same_directory_name_or_a_regenerated_training_fil
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push('\n');
     std::fs::write(&file, text).unwrap();
-    let err = err_of(&args(root, &a, &["--num-train-epochs", "1"]));
+    let err = err_of(&TrainConfig {
+        num_train_epochs: 1,
+        ..args(root, &a)
+    });
     assert!(err.contains("ia2.train_file_sha256"), "{err}");
     // Other seed, batch size, patience: each named.
-    for (flag, value, key) in [
-        ("--seed", "7", "ia2.seed"),
-        ("--batch-size", "2", "ia2.batch_size"),
-        ("--patience", "1", "ia2.patience"),
+    let one_epoch = TrainConfig {
+        num_train_epochs: 1,
+        ..args(root, &a)
+    };
+    for (x, key) in [
+        (
+            TrainConfig {
+                seed: 7,
+                ..one_epoch.clone()
+            },
+            "ia2.seed",
+        ),
+        (
+            TrainConfig {
+                batch_size: 2,
+                ..one_epoch.clone()
+            },
+            "ia2.batch_size",
+        ),
+        (
+            TrainConfig {
+                patience: 1,
+                ..one_epoch.clone()
+            },
+            "ia2.patience",
+        ),
     ] {
-        let mut x = args(root, &a, &["--num-train-epochs", "1", flag, value]);
-        x.force = false;
         let err = err_of(&x);
-        assert!(err.contains(key), "{flag}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
     }
     let config: RunConfig =
         ia2_runs::read_json(&first[0].dir.join("training_config.json")).unwrap();
@@ -133,11 +158,11 @@ fn concurrent_trainings_of_one_run_end_with_one_complete_run() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     common::dataset(root, "toy", 4, 1);
-    let a = args(
-        root,
-        &model,
-        &["--num-train-epochs", "4", "--patience", "100"],
-    );
+    let a = TrainConfig {
+        num_train_epochs: 4,
+        patience: 100,
+        ..args(root, &model)
+    };
     let handles: Vec<_> = (0..2)
         .map(|_| {
             let a = a.clone();
@@ -172,11 +197,11 @@ fn the_teacher_cache_checksum_covers_the_response_tokens_in_its_header() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     common::dataset(root, "toy", 4, 1);
-    let mut act = common::train_args(
-        root,
-        &model,
-        &["--training-method", "act", "--num-train-epochs", "1"],
-    );
+    let mut act = TrainConfig {
+        training_method: "act".parse().unwrap(),
+        num_train_epochs: 1,
+        ..common::train_args(root, &model)
+    };
     assert_eq!(
         ia2_train::run(&act).unwrap()[0].teacher_from_cache,
         Some(false)
@@ -228,6 +253,9 @@ fn a_training_file_built_from_an_older_main_json_is_refused() {
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&main).unwrap()).unwrap();
     v["val_examples"][0]["answer"] = serde_json::json!("1");
     std::fs::write(&main, serde_json::to_vec(&v).unwrap()).unwrap();
-    let err = err_of(&args(root, &model, &["--num-train-epochs", "1"]));
+    let err = err_of(&TrainConfig {
+        num_train_epochs: 1,
+        ..args(root, &model)
+    });
     assert!(err.contains("older") && err.contains("train-sets"), "{err}");
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use ia2_train::{RunConfig, TrainingMethod};
+use ia2_train::{RunConfig, TrainConfig, TrainingMethod};
 use std::path::Path;
 
 fn check_run(dir: &Path, method: TrainingMethod, model_dir: &Path) {
@@ -81,27 +81,18 @@ fn all_24_methods_train_on_both_fixture_models() {
         let mut methods = TrainingMethod::all();
         methods.sort_by_key(|m| m.objective.continues().is_some());
         for method in methods {
-            let m = method.to_string();
-            let args = common::train_args(
-                root,
-                &model_dir,
-                &[
-                    "--training-method",
-                    &m,
-                    "--num-train-epochs",
-                    "6",
-                    "--lr",
-                    "0.01",
-                    "--patience",
-                    "100",
-                    "--tokl-top-k",
-                    if method.adapter == ia2_train::AdapterKind::Ia3 {
-                        "5"
-                    } else {
-                        "all"
-                    },
-                ],
-            );
+            let args = TrainConfig {
+                training_method: method,
+                num_train_epochs: 6,
+                lr: 0.01,
+                patience: 100,
+                tokl_top_k: if method.adapter == ia2_train::AdapterKind::Ia3 {
+                    ia2_train::TopK::K(5)
+                } else {
+                    ia2_train::TopK::All
+                },
+                ..common::train_args(root, &model_dir)
+            };
             let outcomes =
                 ia2_train::run(&args).unwrap_or_else(|e| panic!("{name} {method}: {e:#}"));
             assert_eq!(outcomes.len(), 1);

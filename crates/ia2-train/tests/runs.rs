@@ -7,7 +7,7 @@ mod common;
 use ia2_model::Adapter;
 use ia2_model::adapter::AdapterTensor;
 use ia2_testkit::{device, max_abs_diff, values};
-use ia2_train::RunConfig;
+use ia2_train::{RunConfig, TrainConfig};
 use std::path::Path;
 
 fn flat(a: &Adapter) -> Vec<f32> {
@@ -27,7 +27,7 @@ fn load(dir: &Path, model: &Path) -> Adapter {
         .0
 }
 
-fn err_of(args: &ia2_train::TrainArgs) -> String {
+fn err_of(args: &TrainConfig) -> String {
     format!("{:#}", ia2_train::run(args).expect_err("the run must fail"))
 }
 
@@ -39,29 +39,18 @@ fn early_stopping_restores_the_best_dev_state() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     common::dataset(root, "toy", 8, 1);
-    let args = common::train_args(
-        root,
-        &model,
-        &[
-            "--training-method",
-            "tok",
-            "--label-type",
-            "ground_truth",
-            "--lr",
-            "0.3",
-            "--patience",
-            "2",
-            "--dev-eval-steps",
-            "1",
-            "--num-train-epochs",
-            "40",
-            "--batch-size",
-            "2",
-            "--log-checkpoints",
-            "--num-train-examples",
-            "8",
-        ],
-    );
+    let args = TrainConfig {
+        training_method: "tok".parse().unwrap(),
+        label_type: "ground_truth".parse().unwrap(),
+        lr: 0.3,
+        patience: 2,
+        dev_eval_steps: 1,
+        num_train_epochs: 40,
+        batch_size: 2,
+        log_checkpoints: true,
+        num_train_examples: 8,
+        ..common::train_args(root, &model)
+    };
     let out = &ia2_train::run(&args).unwrap()[0];
     let stats = out.stats.as_ref().unwrap();
     assert!(
@@ -110,38 +99,25 @@ fn a2t_and_t2a_continue_their_phase_one_adapter() {
     common::dataset(root, "toy", 4, 1);
     let lr = 1e-2f32;
     for (first, second) in [("act", "a2t"), ("prefix-tok", "prefix-t2a")] {
-        let err = err_of(&common::train_args(
-            root,
-            &model,
-            &["--training-method", second],
-        ));
+        let err = err_of(&TrainConfig {
+            training_method: second.parse().unwrap(),
+            ..common::train_args(root, &model)
+        });
         assert!(err.contains("train it first"), "{err}");
-        let p1 = &ia2_train::run(&common::train_args(
-            root,
-            &model,
-            &[
-                "--training-method",
-                first,
-                "--lr",
-                "0.01",
-                "--num-train-epochs",
-                "3",
-            ],
-        ))
+        let p1 = &ia2_train::run(&TrainConfig {
+            training_method: first.parse().unwrap(),
+            lr: 0.01,
+            num_train_epochs: 3,
+            ..common::train_args(root, &model)
+        })
         .unwrap()[0];
-        let p2 = &ia2_train::run(&common::train_args(
-            root,
-            &model,
-            &[
-                "--training-method",
-                second,
-                "--lr",
-                "0.01",
-                "--num-train-epochs",
-                "2",
-                "--log-checkpoints",
-            ],
-        ))
+        let p2 = &ia2_train::run(&TrainConfig {
+            training_method: second.parse().unwrap(),
+            lr: 0.01,
+            num_train_epochs: 2,
+            log_checkpoints: true,
+            ..common::train_args(root, &model)
+        })
         .unwrap()[0];
         let phase_one = flat(&load(&p1.dir, &model));
         let step1 = flat(&load(&p2.dir.join("checkpoints/step_1"), &model));
@@ -168,12 +144,12 @@ fn finished_runs_are_skipped_and_failed_or_interrupted_ones_never_count() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     common::dataset(root, "toy", 4, 2);
-    // snake_case spellings of the seed are accepted.
-    let words = common::base_words(root, &model);
-    let mut all: Vec<&str> = words.iter().map(String::as_str).collect();
-    all.extend(["--training_method", "act", "--num_train_epochs", "2"]);
-    let mut args = common::args(&all);
-    args.num_runs = 2;
+    let args = TrainConfig {
+        training_method: "act".parse().unwrap(),
+        num_train_epochs: 2,
+        num_runs: 2,
+        ..common::train_args(root, &model)
+    };
     let first = ia2_train::run(&args).unwrap();
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|o| o.trained));
@@ -199,18 +175,12 @@ fn finished_runs_are_skipped_and_failed_or_interrupted_ones_never_count() {
     assert!(!leftover.exists());
 
     // A run that fails (the loss diverges) leaves nothing behind.
-    let mut diverging = common::train_args(
-        root,
-        &model,
-        &[
-            "--training-method",
-            "act",
-            "--lr",
-            "1e30",
-            "--num-train-epochs",
-            "5",
-        ],
-    );
+    let mut diverging = TrainConfig {
+        training_method: "act".parse().unwrap(),
+        lr: 1e30,
+        num_train_epochs: 5,
+        ..common::train_args(root, &model)
+    };
     diverging.run_index = Some(0);
     let err = err_of(&diverging);
     assert!(err.contains("NaN or infinite"), "{err}");
@@ -232,38 +202,35 @@ fn bad_input_gives_clear_errors() {
     let root = tmp.path();
     common::dataset(root, "toy", 4, 1);
 
-    let err = err_of(&common::train_args(
-        root,
-        &model,
-        &["--num-train-examples", "16"],
-    ));
+    let err = err_of(&TrainConfig {
+        num_train_examples: 16,
+        ..common::train_args(root, &model)
+    });
     assert!(
         err.contains("16_0.json") && err.contains("ia2 data train-sets"),
         "{err}"
     );
 
-    let err = err_of(&common::train_args(
-        root,
-        &model,
-        &["--training-method", "tokl", "--label-type", "ground_truth"],
-    ));
+    let err = err_of(&TrainConfig {
+        training_method: "tokl".parse().unwrap(),
+        label_type: "ground_truth".parse().unwrap(),
+        ..common::train_args(root, &model)
+    });
     assert!(err.contains("--label-type"), "{err}");
 
     let adapter = ia2_testkit::fixture("qwen3-tiny")
         .unwrap()
         .join("adapters/lora");
-    let err = err_of(&common::train_args(
-        root,
-        &model,
-        &["--adapter", adapter.to_str().unwrap()],
-    ));
+    let mut a = common::train_args(root, &model);
+    a.model.adapter = Some(adapter);
+    let err = err_of(&a);
     assert!(err.contains("--adapter"), "{err}");
 
     // An evaluation-only dataset's file has no training examples.
     let file = root.join("data/evalonly/train/4_0.json");
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, r#"{"remaining_indices": [0, 1, 2]}"#).unwrap();
-    let mut a = common::train_args(root, &model, &[]);
+    let mut a = common::train_args(root, &model);
     a.dataset = "evalonly".into();
     let err = err_of(&a);
     assert!(err.contains("no `train`/`dev`"), "{err}");
@@ -275,7 +242,10 @@ fn bad_input_gives_clear_errors() {
     let dir = root.join("data/emptylabel/train");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("4_0.json"), v.to_string()).unwrap();
-    let mut a = common::train_args(root, &model, &["--label-type", "ground_truth"]);
+    let mut a = TrainConfig {
+        label_type: "ground_truth".parse().unwrap(),
+        ..common::train_args(root, &model)
+    };
     a.dataset = "emptylabel".into();
     let err = err_of(&a);
     assert!(
@@ -284,19 +254,13 @@ fn bad_input_gives_clear_errors() {
     );
 
     // Shuffled demos: K orderings of every example.
-    let a = common::train_args(
-        root,
-        &model,
-        &[
-            "--training-method",
-            "act",
-            "--shuffle-demos",
-            "--num-shuffles",
-            "3",
-            "--num-train-epochs",
-            "1",
-        ],
-    );
+    let a = TrainConfig {
+        training_method: "act".parse().unwrap(),
+        shuffle_demos: true,
+        num_shuffles: 3,
+        num_train_epochs: 1,
+        ..common::train_args(root, &model)
+    };
     let out = &ia2_train::run(&a).unwrap()[0];
     let config: RunConfig = ia2_data::io::read_json(&out.dir.join("training_config.json")).unwrap();
     assert_eq!(config.ia2.num_train_sequences, 12);
@@ -310,7 +274,7 @@ fn low_data_regime_trains_on_unlabelled_queries_with_the_labelled_demos() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let data_dir = common::dataset(root, "toy", 4, 1);
-    ia2_data::ldr::run(ia2_data::ldr::LdrArgs {
+    ia2_data::ldr::run(ia2_data::ldr::LdrConfig {
         dataset: "toy".into(),
         num_labelled: vec![3],
         num_unlabelled: vec![6],
@@ -321,23 +285,15 @@ fn low_data_regime_trains_on_unlabelled_queries_with_the_labelled_demos() {
         force: false,
     })
     .unwrap();
-    let args = common::train_args(
-        root,
-        &model,
-        &[
-            "--training-method",
-            "act",
-            "--ldr-mode",
-            "--num-labelled-samples",
-            "3",
-            "--num-unlabelled-samples",
-            "6",
-            "--max-permutations",
-            "4",
-            "--num-train-epochs",
-            "2",
-        ],
-    );
+    let args = TrainConfig {
+        training_method: "act".parse().unwrap(),
+        ldr_mode: true,
+        num_labelled_samples: 3,
+        num_unlabelled_samples: 6,
+        max_permutations: 4,
+        num_train_epochs: 2,
+        ..common::train_args(root, &model)
+    };
     let out = &ia2_train::run(&args).unwrap()[0];
     let name = out.dir.file_name().unwrap().to_str().unwrap();
     assert!(name.ends_with("_0_ldr3_6_4"), "{name}");

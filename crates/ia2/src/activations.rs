@@ -10,7 +10,7 @@ use crate::prompts::PromptArgs;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Tensor;
 use ia2_data::io::write_atomic;
-use ia2_load::ModelArgs;
+use crate::cli::model::ModelCli;
 use ia2_model::{Batch, Capture, Positions};
 use indicatif::ProgressBar;
 use safetensors::tensor::{Dtype, TensorView};
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct ActivationsArgs {
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: ModelCli,
     #[command(flatten)]
     pub prompts: PromptArgs,
     /// Token ids instead of text: one sequence, comma-separated (repeatable), e.g. `--token-ids 12,7,99`.

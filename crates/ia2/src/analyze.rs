@@ -102,7 +102,7 @@ pub struct SimilarityArgs {
     #[command(flatten)]
     pub selection: SelectionArgs,
     #[command(flatten)]
-    pub model: ia2_load::ModelArgs,
+    pub model: crate::cli::model::ModelCli,
     /// Data directory (datasets, training files, evaluation demo sets).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,

@@ -12,20 +12,34 @@ pub enum Suite {
     Eval,
 }
 
+/// The library configurations of the three suites.
+struct Configs {
+    suite: Vec<Suite>,
+    model: ia2_model::bench::BenchConfig,
+    train: ia2_train::bench::TrainBenchConfig,
+    eval: ia2_eval::EvalBenchConfig,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchCommand {
     /// Suites to run (default: all).
     #[arg(long, value_enum, num_args = 1.., default_values_t = [Suite::Model, Suite::Train, Suite::Eval])]
     pub suite: Vec<Suite>,
     #[command(flatten)]
-    pub model: ia2_model::bench::BenchArgs,
+    pub model: crate::cli::bench::ModelBenchCli,
     #[command(flatten)]
-    pub train: ia2_train::bench::TrainBenchArgs,
+    pub train: crate::cli::bench::TrainBenchCli,
     #[command(flatten)]
-    pub eval: ia2_eval::EvalBenchArgs,
+    pub eval: crate::cli::bench::EvalBenchCli,
 }
 
-pub fn run(args: &BenchCommand) -> Result<()> {
+pub fn run(cli: &BenchCommand) -> Result<()> {
+    let args = Configs {
+        suite: cli.suite.clone(),
+        model: cli.model.config()?,
+        train: cli.train.config()?,
+        eval: cli.eval.config()?,
+    };
     // Every selected suite's options are checked before the first suite runs.
     if args.suite.contains(&Suite::Model) {
         args.model.validate()?;

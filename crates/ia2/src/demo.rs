@@ -30,34 +30,39 @@ pub struct DemoArgs {
     #[arg(long, default_value = "ia2-demo")]
     pub dir: PathBuf,
     /// Seeds of the held-out toy tasks (one dataset `toy_s{seed}` each).
-    #[arg(long, num_args = 1.., default_values_t = [1u64, 2])]
+    #[arg(long, num_args = 1.., default_values_t = [1u64, 2, 3])]
     pub task_seeds: Vec<u64>,
     /// N values: labelled examples per run (each sees the other N−1 as demos).
-    #[arg(long, num_args = 1.., default_values_t = [4usize, 8])]
+    #[arg(long, num_args = 1.., default_values_t = [4usize, 8, 16])]
     pub num_train_examples: Vec<usize>,
     /// Runs per grid point (different training examples), for mean ± std and bootstrap intervals.
     #[arg(long, default_value_t = 5)]
     pub num_runs: usize,
     /// Learning rates; the report keeps, per method and N, the one with the lowest mean dev loss.
-    #[arg(long, num_args = 1.., default_values_t = [0.01f64, 0.03])]
+    #[arg(long, num_args = 1.., default_values_t = [0.0005f64, 0.001])]
     pub lrs: Vec<f64>,
     /// Demos D of the evaluation with ICL (capped at N−1; equal for every N so that N is a plot axis).
     #[arg(long, default_value_t = 3)]
     pub icl_demos: usize,
     /// Evaluation examples per held-out task.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 48)]
     pub num_val_examples: usize,
     /// Dev examples per training set (early stopping and hyper-parameter selection).
     #[arg(long, default_value_t = 16)]
     pub num_dev_examples: usize,
     /// Maximum epochs per adapter (early stopping on the dev loss usually ends sooner).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 60)]
     pub num_train_epochs: usize,
+    /// Examples per optimizer step (gradient accumulation). 16: the whole training set at every N ≤ 16. With
+    /// small noisy batches, the first Adam steps of a2t (SFT continuing a converged act adapter) can blow its
+    /// loss up, which the trainer fails as divergence.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
     /// Dev evaluations without improvement before training stops.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 6)]
     pub patience: usize,
     /// M of the similarity analysis: the first M evaluation examples.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 24)]
     pub similarity_examples: usize,
     /// Worker processes of the sweep (default: the available cores).
     #[arg(long)]
@@ -144,11 +149,10 @@ pub fn plan_toml(args: &DemoArgs, model: &Path, dir: &Path, workers: usize) -> R
          [train]\n\
          num_train_epochs = {epochs}\n\
          patience = {patience}\n\
-         batch_size = 4\n\
+         batch_size = {batch}                      # whole training sets: a2t's first steps stay stable\n\
          \n\
          [data]\n\
          num_dev_examples = {dev}\n\
-         max_icl_demos = {max_demos}\n\
          \n\
          [eval]                                # base model with and without demos, every run without\n\
          uncertainty_analysis = true           # accuracy, entropy, ECE\n\
@@ -173,8 +177,8 @@ pub fn plan_toml(args: &DemoArgs, model: &Path, dir: &Path, workers: usize) -> R
         runs = args.num_runs,
         epochs = args.num_train_epochs,
         patience = args.patience,
+        batch = args.batch_size,
         dev = args.num_dev_examples,
-        max_demos = args.icl_demos.max(1),
         d = args.icl_demos,
     ))
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-pub fn run(args: ia2_eval::EvalArgs) -> Result<()> {
+pub fn run(args: ia2_eval::EvalConfig) -> Result<()> {
     let summary = ia2_eval::run(&args)?;
     println!("{summary}");
     Ok(())

@@ -3,7 +3,7 @@
 use crate::prompts::PromptArgs;
 use anyhow::{Result, ensure};
 use ia2_data::io::write_atomic;
-use ia2_load::ModelArgs;
+use crate::cli::model::ModelCli;
 use ia2_model::{GenerateOptions, StopReason, greedy};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: ModelCli,
     #[command(flatten)]
     pub prompts: PromptArgs,
     /// Maximum number of new tokens per prompt.

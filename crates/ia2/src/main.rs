@@ -3,6 +3,7 @@
 mod activations;
 mod analyze;
 mod bench;
+mod cli;
 mod demo;
 mod eval;
 mod generate;
@@ -41,19 +42,19 @@ enum Command {
     Demo(Box<demo::DemoArgs>),
     /// Datasets (the 12 benchmarks): prepare them, build training sets with ICL demos and evaluation demo sets.
     #[command(subcommand)]
-    Data(ia2_data::cli::DataCommand),
+    Data(cli::data::DataCommand),
     /// Greedy generation (batched, KV cache, EOS and stop strings), optionally with a PEFT adapter.
     Generate(generate::GenerateArgs),
     /// Write logits and per-layer self-attention outputs of prompts or token ids to a safetensors file.
     Activations(activations::ActivationsArgs),
     /// Evaluate the base model and trained adapters with and without ICL demos (accuracy, uncertainty, agreement).
-    Eval(Box<ia2_eval::EvalArgs>),
+    Eval(Box<cli::eval::EvalCli>),
     /// Benchmarks: the training step and KV-cache decoding (model), teacher collection and epochs (train).
     Bench(Box<bench::BenchCommand>),
     /// Train adapters: `[ia3-|prompt-|prefix-]{tok,tokl,act,tna,a2t,t2a}` (teacher targets collected once, cached).
-    Train(Box<ia2_train::TrainArgs>),
+    Train(Box<cli::train::TrainCli>),
     /// Collect and cache the teacher targets (ICL responses, activations, distributions) without training.
-    Teacher(Box<ia2_train::TrainArgs>),
+    Teacher(Box<cli::train::TrainCli>),
     /// Grids of trainings and evaluations as one resumable plan (DAG + ledger), locally or on Slurm.
     Sweep(Box<sweep::SweepArgs>),
     /// The project's own tiny in-context learner: pretrain (or reuse) it, write held-out toy task datasets.
@@ -91,12 +92,12 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Data(cmd) => ia2_data::cli::run(cmd),
+        Command::Data(cmd) => cli::data::run(cmd),
         Command::Generate(args) => generate::run(args),
         Command::Activations(args) => activations::run(args),
-        Command::Train(args) => ia2_train::run(&args).map(|_| ()),
-        Command::Teacher(args) => ia2_train::precompute_teacher(&args).map(|_| ()),
-        Command::Eval(args) => eval::run(*args),
+        Command::Train(args) => ia2_train::run(&args.config()?).map(|_| ()),
+        Command::Teacher(args) => ia2_train::precompute_teacher(&args.config()?).map(|_| ()),
+        Command::Eval(args) => eval::run(args.config()?),
         Command::Bench(args) => bench::run(&args),
         Command::Toy(cmd) => toy::run(cmd),
         Command::Sweep(args) => sweep::run(*args),

@@ -1,7 +1,7 @@
 //! Shared helpers of the prepare tests.
 #![allow(dead_code)]
 
-use ia2_data::prepare::{MainOut, PrepareArgs, build};
+use ia2_data::prepare::{MainOut, PrepareConfig, build};
 use ia2_data::registry::DatasetId;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -34,8 +34,8 @@ pub fn expectations() -> &'static Value {
     })
 }
 
-pub fn args(dataset: &str, source: &Path, data_dir: &Path) -> PrepareArgs {
-    PrepareArgs {
+pub fn args(dataset: &str, source: &Path, data_dir: &Path) -> PrepareConfig {
+    PrepareConfig {
         dataset: dataset.to_string(),
         source: Some(source.to_path_buf()),
         data_dir: data_dir.to_path_buf(),
@@ -48,7 +48,7 @@ pub fn args(dataset: &str, source: &Path, data_dir: &Path) -> PrepareArgs {
 }
 
 /// Builds a dataset in memory, optionally with the shared tokenizer.
-pub fn build_with(a: &PrepareArgs, with_tokenizer: bool) -> MainOut {
+pub fn build_with(a: &PrepareConfig, with_tokenizer: bool) -> MainOut {
     let spec = DatasetId::parse(&a.dataset).unwrap().spec();
     let tok = if with_tokenizer { tokenizer() } else { None };
     let mut a = a.clone();

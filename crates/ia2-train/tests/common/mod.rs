@@ -1,25 +1,12 @@
-//! Shared set-up of the training tests: a tiny classification dataset with training files, and `TrainArgs`
-//! parsed from command-line words exactly as `ia2 train` parses them.
+//! Shared set-up of the training tests: a tiny classification dataset with training files, and the common
+//! `TrainConfig` of the tests.
 #![allow(dead_code)]
 
-use clap::Parser;
 use ia2_data::schema::{Example, MainFile};
-use ia2_data::train_sets::TrainSetsArgs;
-use ia2_train::TrainArgs;
+use ia2_data::train_sets::TrainSetsConfig;
+use ia2_load::ModelOptions;
+use ia2_train::TrainConfig;
 use std::path::{Path, PathBuf};
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: TrainArgs,
-}
-
-/// `TrainArgs` from `ia2 train` words.
-pub fn args(words: &[&str]) -> TrainArgs {
-    let mut all = vec!["ia2-train"];
-    all.extend_from_slice(words);
-    Cli::try_parse_from(all).expect("valid test arguments").args
-}
 
 /// The fixture model directory of `name` (qwen3-tiny or llama-tiny), or None when ../shared is absent.
 pub fn model(name: &str) -> Option<PathBuf> {
@@ -60,41 +47,29 @@ pub fn dataset(root: &Path, name: &str, n: usize, runs: u32) -> PathBuf {
             .collect(),
     };
     ia2_data::io::write_json_atomic(&data_dir.join(name).join("main.json"), &main).unwrap();
-    ia2_data::train_sets::run(TrainSetsArgs {
+    ia2_data::train_sets::run(TrainSetsConfig {
         num_runs: runs,
-        ..TrainSetsArgs::new(name, data_dir.clone(), vec![n])
+        ..TrainSetsConfig::new(name, data_dir.clone(), vec![n])
     })
     .unwrap();
     data_dir
 }
 
-/// Common options: the model, data and output directories, one run, small adapters.
-pub fn base_words(root: &Path, model: &Path) -> Vec<String> {
-    [
-        "--model",
-        model.to_str().unwrap(),
-        "--dataset",
-        "toy",
-        "--data-dir",
-        root.join("data").to_str().unwrap(),
-        "--output-dir",
-        root.join("outputs").to_str().unwrap(),
-        "--num-runs",
-        "1",
-        "--num-virtual-tokens",
-        "4",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-/// `TrainArgs` from the common options plus `extra`.
-pub fn train_args(root: &Path, model: &Path, extra: &[&str]) -> TrainArgs {
-    let words = base_words(root, model);
-    let mut all: Vec<&str> = words.iter().map(String::as_str).collect();
-    all.extend_from_slice(extra);
-    args(&all)
+/// Common options: the model, data and output directories, one run, small adapters; the rest are the
+/// command line's defaults.
+pub fn train_args(root: &Path, model: &Path) -> TrainConfig {
+    TrainConfig {
+        model: ModelOptions {
+            model: model.to_str().unwrap().to_string(),
+            ..ModelOptions::default()
+        },
+        dataset: "toy".into(),
+        data_dir: root.join("data"),
+        output_dir: root.join("outputs"),
+        num_runs: 1,
+        num_virtual_tokens: 4,
+        ..TrainConfig::default()
+    }
 }
 
 /// The metrics.jsonl records of a run directory.
