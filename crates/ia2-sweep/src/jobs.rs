@@ -545,3 +545,78 @@ fn run_report(plan: &Plan, sweep_dir: &Path) -> Result<Produced> {
         note: format!("{} aggregates", out.aggregates),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ia2_train::TopK;
+
+    #[test]
+    fn jobs_build_the_configurations_directly() {
+        let c = SweepConfig {
+            model_id: Some("org/m".into()),
+            revision: Some("v1".into()),
+            dtype: "bfloat16".into(),
+            datasets: vec!["a".into(), "b".into()],
+            num_runs: 3,
+            ..SweepConfig::default()
+        };
+        let teacher = teacher_args(
+            &c,
+            &JobKind::Teacher {
+                dataset: "a".into(),
+                num_generated_tokens: 2,
+                num_train_examples: 8,
+                ldr: None,
+                distributions: Some(TopK::K(5)),
+                run: 1,
+            },
+        )
+        .unwrap();
+        let expected_model = ModelOptions {
+            model_id: Some("org/m".into()),
+            revision: Some("v1".into()),
+            dtype: ia2_load::WeightDtype::Bf16,
+            ..ModelOptions::default()
+        };
+        assert_eq!(teacher.model, expected_model);
+        assert_eq!(teacher.training_method.to_string(), "tokl");
+        assert_eq!(teacher.tokl_top_k, TopK::K(5));
+        assert_eq!(
+            (
+                teacher.run_index,
+                teacher.num_runs,
+                teacher.num_train_examples
+            ),
+            (Some(1), 2, 8)
+        );
+        assert_eq!(teacher.seed, c.train.seed);
+
+        let base = eval_base_args(&c, 4).unwrap();
+        assert_eq!(base.model, expected_model);
+        assert_eq!(base.model_types, vec!["base".to_string()]);
+        assert_eq!(base.eval_datasets, c.datasets);
+        assert_eq!(
+            (base.num_examples.clone(), base.run_indices.clone()),
+            (vec![4], vec![0, 1, 2])
+        );
+        let run = eval_run_args(&c, Path::new("out/tok/a/r")).unwrap();
+        assert_eq!(run.model.adapter.as_deref(), Some(Path::new("out/tok/a/r")));
+        assert!(run.model_types.is_empty());
+        assert!(
+            teacher_args(
+                &c,
+                &JobKind::LdrSets {
+                    dataset: "a".into()
+                }
+            )
+            .is_err(),
+            "not a teacher job"
+        );
+        let bad = SweepConfig {
+            dtype: "f64".into(),
+            ..SweepConfig::default()
+        };
+        assert!(format!("{:#}", eval_base_args(&bad, 4).unwrap_err()).contains("dtype"));
+    }
+}

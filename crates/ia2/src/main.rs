@@ -37,8 +37,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// IA2 end to end on the project's tiny in-context learner: pretrain (once, cached), train tok / act / a2t
-    /// LoRA adapters on a held-out task, evaluate with and without demos, print accuracy and calibration.
+    /// The paper in miniature on the project's tiny in-context learner (pretrained once, cached): a sweep plan
+    /// (`<dir>/plan.toml`: held-out tasks, N, tok / act / a2t / tna LoRA, runs, learning rates), both analyses
+    /// and the HTML report; prints the main table and where report.html is.
     Demo(Box<demo::DemoArgs>),
     /// Datasets (the 12 benchmarks): prepare them, build training sets with ICL demos and evaluation demo sets.
     #[command(subcommand)]
