@@ -42,6 +42,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
         {
             continue;
         }
+        // Caches (e.g. `ia2 analyze`'s per-adapter similarity entries) are inputs of the analyses, not results.
+        if p.is_dir() && p.file_name().is_some_and(|n| n == "cache") {
+            continue;
+        }
         if p.is_dir() && depth < 4 {
             walk(&p, out, depth + 1);
         } else if p.is_file() {
@@ -344,7 +348,13 @@ pub fn render(inp: &HtmlInputs) -> String {
     match &inp.sweep {
         Some((path, v)) => {
             let _ = write!(s, "<p>From {}.</p>", file_link(path));
-            s.push_str(&json_table(v));
+            // A plan's job list (hundreds of rows) stays in the full JSON; the table shows its size.
+            let mut shown = v.clone();
+            if let Some(jobs) = shown.get_mut("jobs").filter(|j| j.is_array()) {
+                let n = jobs.as_array().map_or(0, Vec::len);
+                *jobs = Value::String(format!("{n} jobs (listed in the full JSON)"));
+            }
+            s.push_str(&json_table(&shown));
             let _ = write!(
                 s,
                 "<details><summary>full JSON</summary><pre>{}</pre></details>",
@@ -556,4 +566,26 @@ pub fn render(inp: &HtmlInputs) -> String {
     }
     let _ = writeln!(s, "<script>{VERIFY_SCRIPT}</script></body></html>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analysis_outputs_skip_caches_and_list_unreadable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("subspace.json"), "{\"pairs\": 6}").unwrap();
+        std::fs::write(d.join("overlap.svg"), "<svg></svg>").unwrap();
+        std::fs::write(d.join("broken.json"), "{").unwrap();
+        std::fs::create_dir_all(d.join("cache/similarity")).unwrap();
+        std::fs::write(d.join("cache/similarity/entry.json"), "{}").unwrap();
+        let out = read_analysis(d);
+        let names: Vec<&str> = out.summaries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["subspace.json"]);
+        assert_eq!(out.svgs.len(), 1);
+        assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+        assert!(out.problems[0].starts_with("broken.json"));
+    }
 }
