@@ -13,15 +13,10 @@ pub struct MeanStd {
 impl MeanStd {
     /// `None` for no values.
     pub fn of(values: &[f64]) -> Option<MeanStd> {
-        if values.is_empty() {
-            return None;
-        }
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+        let (mean, std) = ia2_eval::metrics::mean_std(values)?;
         Some(MeanStd {
             mean,
-            std: var.sqrt(),
+            std,
             count: values.len(),
         })
     }

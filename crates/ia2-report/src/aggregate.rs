@@ -110,16 +110,8 @@ pub struct Aggregated {
     pub problems: Vec<Problem>,
 }
 
-/// Mean and population std (ddof 0).
-pub fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    Some((mean, var.sqrt()))
-}
+/// Mean and population std (ddof 0): the evaluation's own.
+pub use ia2_eval::metrics::mean_std;
 
 /// Percentile-bootstrap 95 % interval of the mean of `values` (`resamples` resamples with replacement,
 /// seeded); `None` with fewer than 2 values or 0 resamples.
