@@ -16,34 +16,17 @@ use std::path::Path;
 
 const FONT: &str = "sans-serif";
 
-/// Colour of a method (or of anything else: a stable palette entry).
+/// Colour of a method, as `ia2 report` draws it (the seed's); the base model black; anything else a stable
+/// palette entry.
 pub fn method_color(m: &str) -> RGBColor {
     match m {
-        "tok" => RGBColor(31, 119, 180),
-        "tokl" => RGBColor(255, 127, 14),
-        "act" => RGBColor(44, 160, 44),
-        "tna" => RGBColor(214, 39, 40),
-        "a2t" => RGBColor(148, 103, 189),
-        "t2a" => RGBColor(140, 86, 75),
+        "tok" | "tokl" | "act" | "tna" | "a2t" | "t2a" => ia2_report::plots::method_style(m).0,
         BASE_NO_DEMOS | "base" => RGBColor(0, 0, 0),
         other => palette(other.bytes().map(usize::from).sum()),
     }
 }
 
-/// The i-th colour of a qualitative palette.
-pub fn palette(i: usize) -> RGBColor {
-    const P: [RGBColor; 8] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-    ];
-    P[i % P.len()]
-}
+pub use ia2_report::plots::palette;
 
 /// Writes `<stem>.svg`, `<stem>.png` (192 dpi) and `<stem>.pdf` from one SVG text (atomically), with the
 /// report's converters and its embedded font. PNG and PDF failures are logged, never fatal: the SVG is the

@@ -80,6 +80,11 @@ pub fn adapter_colour(kind: &str) -> RGBColor {
     }
 }
 
+/// The i-th colour of the qualitative palette (matplotlib's tab10), for runs, pairs and other series.
+pub fn palette(i: usize) -> RGBColor {
+    RUN_COLOURS[i % RUN_COLOURS.len()]
+}
+
 /// Distinct colours for runs (training curves).
 const RUN_COLOURS: [RGBColor; 10] = [
     RGBColor(0x1f, 0x77, 0xb4),
