@@ -4,46 +4,10 @@
 use ia2_analyze::SelectionConfig;
 use ia2_analyze::similarity::{self, BASE_NO_DEMOS, ModelSpec, SimilarityConfig};
 use ia2_analyze::subspace::{self, SubspaceConfig};
-use ia2_data::schema::{Example, MainFile};
-use ia2_data::train_sets::TrainSetsConfig;
 use std::path::Path;
 
-const WORDS: [&str; 12] = [
-    "a gripping film",
-    "dull and slow",
-    "funny and moving",
-    "a waste of time",
-    "brilliant acting",
-    "tedious plot",
-    "warm and clever",
-    "flat jokes",
-    "a joy to watch",
-    "painfully long",
-    "sharp writing",
-    "lifeless",
-];
-
 fn dataset(data_dir: &Path, n: usize, runs: u32) {
-    let ex = |i: usize, w: &str| Example {
-        idx: i,
-        question: format!("Text:{w}\nLabel:"),
-        answer: (1 - i % 2).to_string(),
-    };
-    let main = MainFile {
-        metadata: serde_json::json!({"max_choices": 2, "remap_dict": {"0": null, "1": null}}),
-        train_examples: WORDS.iter().enumerate().map(|(i, w)| ex(i, w)).collect(),
-        val_examples: WORDS[..4]
-            .iter()
-            .enumerate()
-            .map(|(i, w)| ex(i, w))
-            .collect(),
-    };
-    ia2_data::io::write_json_atomic(&data_dir.join("toy").join("main.json"), &main).unwrap();
-    ia2_data::train_sets::run(TrainSetsConfig {
-        num_runs: runs,
-        ..TrainSetsConfig::new("toy", data_dir.to_path_buf(), vec![n])
-    })
-    .unwrap();
+    ia2_testkit::review_dataset(data_dir, "toy", 4, n, runs);
 }
 
 fn files(dir: &Path) -> Vec<String> {

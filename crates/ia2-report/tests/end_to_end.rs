@@ -5,28 +5,11 @@
 //! re-parsing records what it did, and the HTML report renders in headless Chromium with every plot and
 //! table present.
 
-use ia2_data::schema::{Example, MainFile};
-use ia2_data::train_sets::TrainSetsConfig;
 use ia2_report::ReportConfig;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-const WORDS: [&str; 12] = [
-    "a gripping film",
-    "dull and slow",
-    "funny and moving",
-    "a waste of time",
-    "brilliant acting",
-    "tedious plot",
-    "warm and clever",
-    "flat jokes",
-    "a joy to watch",
-    "painfully long",
-    "sharp writing",
-    "lifeless",
-];
 
 const TOK_LRS: [f64; 2] = [0.05, 0.001];
 
@@ -41,26 +24,7 @@ fn build() -> Fixture {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ia2-report-e2e");
     std::fs::remove_dir_all(&root).ok();
     let (data, outputs) = (root.join("data"), root.join("outputs"));
-    let ex = |i: usize, w: &str| Example {
-        idx: i,
-        question: format!("Text:{w}\nLabel:"),
-        answer: (1 - i % 2).to_string(),
-    };
-    let main = MainFile {
-        metadata: serde_json::json!({"max_choices": 2, "remap_dict": {"0": null, "1": null}}),
-        train_examples: WORDS.iter().enumerate().map(|(i, w)| ex(i, w)).collect(),
-        val_examples: WORDS[..6]
-            .iter()
-            .enumerate()
-            .map(|(i, w)| ex(i, w))
-            .collect(),
-    };
-    ia2_data::io::write_json_atomic(&data.join("toy").join("main.json"), &main).unwrap();
-    ia2_data::train_sets::run(TrainSetsConfig {
-        num_runs: 2,
-        ..TrainSetsConfig::new("toy", data.clone(), vec![4])
-    })
-    .unwrap();
+    ia2_testkit::review_dataset(&data, "toy", 6, 4, 2);
     let train = |method: &str, lr: f64| {
         let config = ia2_train::TrainConfig {
             training_method: method.parse().unwrap(),

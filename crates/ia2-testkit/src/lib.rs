@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Tensor};
 use ia2_hf::Weights;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The fixture models.
 pub const MODELS: [&str; 2] = ["qwen3-tiny", "llama-tiny"];
@@ -132,6 +132,51 @@ pub fn stack_attn(attn: Vec<Tensor<3>>) -> Values {
     let t: Tensor<4> = Tensor::stack(attn, 0);
     let [l, _, s, h] = t.dims();
     values(t.reshape([l, s, h]))
+}
+
+/// Twelve short film reviews, labelled 1 / 0 alternately: the tiny classification task of the training,
+/// report and analysis tests.
+const REVIEWS: [&str; 12] = [
+    "a gripping film",
+    "dull and slow",
+    "funny and moving",
+    "a waste of time",
+    "brilliant acting",
+    "tedious plot",
+    "warm and clever",
+    "flat jokes",
+    "a joy to watch",
+    "painfully long",
+    "sharp writing",
+    "lifeless",
+];
+
+/// Writes `<data_dir>/<name>/main.json` (the 12 reviews as training examples, the first `num_val` as
+/// validation examples; prompts `Text:{review}\nLabel:`, answers 1 / 0) and its training files for `n`
+/// examples and `runs` runs (`ia2 data train-sets`).
+pub fn review_dataset(data_dir: &Path, name: &str, num_val: usize, n: usize, runs: u32) {
+    use ia2_data::schema::{Example, MainFile};
+    let ex = |i: usize, w: &str| Example {
+        idx: i,
+        question: format!("Text:{w}\nLabel:"),
+        answer: (1 - i % 2).to_string(),
+    };
+    let main = MainFile {
+        metadata: serde_json::json!({"max_choices": 2, "remap_dict": {"0": null, "1": null}}),
+        train_examples: REVIEWS.iter().enumerate().map(|(i, w)| ex(i, w)).collect(),
+        val_examples: REVIEWS[..num_val]
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ex(i, w))
+            .collect(),
+    };
+    ia2_data::io::write_json_atomic(&data_dir.join(name).join("main.json"), &main)
+        .expect("writing main.json");
+    ia2_data::train_sets::run(ia2_data::train_sets::TrainSetsConfig {
+        num_runs: runs,
+        ..ia2_data::train_sets::TrainSetsConfig::new(name, data_dir.to_path_buf(), vec![n])
+    })
+    .expect("building the training sets");
 }
 
 #[cfg(test)]

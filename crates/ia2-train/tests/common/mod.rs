@@ -2,8 +2,6 @@
 //! `TrainConfig` of the tests.
 #![allow(dead_code)]
 
-use ia2_data::schema::{Example, MainFile};
-use ia2_data::train_sets::TrainSetsConfig;
 use ia2_load::ModelOptions;
 use ia2_train::TrainConfig;
 use std::path::{Path, PathBuf};
@@ -13,45 +11,11 @@ pub fn model(name: &str) -> Option<PathBuf> {
     ia2_testkit::fixture(name).map(|d| d.join("model"))
 }
 
-const WORDS: [&str; 12] = [
-    "a gripping film",
-    "dull and slow",
-    "funny and moving",
-    "a waste of time",
-    "brilliant acting",
-    "tedious plot",
-    "warm and clever",
-    "flat jokes",
-    "a joy to watch",
-    "painfully long",
-    "sharp writing",
-    "lifeless",
-];
-
 /// Writes `<root>/data/<name>/main.json` (12 training and 4 validation examples, labels 0/1) and the
 /// training files for `n` examples and `runs` runs. Returns the data directory.
 pub fn dataset(root: &Path, name: &str, n: usize, runs: u32) -> PathBuf {
     let data_dir = root.join("data");
-    let ex = |i: usize, w: &str| Example {
-        idx: i,
-        question: format!("Text:{w}\nLabel:"),
-        answer: (1 - i % 2).to_string(),
-    };
-    let main = MainFile {
-        metadata: serde_json::json!({"max_choices": 2, "remap_dict": {"0": null, "1": null}}),
-        train_examples: WORDS.iter().enumerate().map(|(i, w)| ex(i, w)).collect(),
-        val_examples: WORDS[..4]
-            .iter()
-            .enumerate()
-            .map(|(i, w)| ex(i, w))
-            .collect(),
-    };
-    ia2_data::io::write_json_atomic(&data_dir.join(name).join("main.json"), &main).unwrap();
-    ia2_data::train_sets::run(TrainSetsConfig {
-        num_runs: runs,
-        ..TrainSetsConfig::new(name, data_dir.clone(), vec![n])
-    })
-    .unwrap();
+    ia2_testkit::review_dataset(&data_dir, name, 4, n, runs);
     data_dir
 }
 
