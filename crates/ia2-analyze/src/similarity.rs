@@ -735,6 +735,9 @@ fn check_fingerprint(run: &RunInfo, fingerprint: &str) -> Result<()> {
 pub fn run(cfg: &SimilarityConfig) -> Result<SimilarityReport> {
     ensure!(cfg.num_examples > 0, "--num-examples must be at least 1");
     ensure!(!cfg.variants.is_empty(), "no similarity variant selected");
+    // The model must exist before the (cheap) selection and the (costly) load.
+    let model_args = cfg.model.args()?;
+    model_args.resolve_dir()?;
     let accuracy = crate::performance::accuracy_lookup(&cfg.selection.outputs);
     let (selected, selection_messages) = select::select(&cfg.selection, &|r| accuracy(r))?;
     if selected.is_empty() {
@@ -744,7 +747,7 @@ pub fn run(cfg: &SimilarityConfig) -> Result<SimilarityReport> {
             cfg.selection.outputs.display()
         );
     }
-    let loaded = cfg.model.args()?.load()?;
+    let loaded = model_args.load()?;
     let fingerprint = ia2_runs::fingerprint::model_fingerprint(&loaded.dir)?;
     let tokenizer_sha = {
         let p = loaded.dir.join("tokenizer.json");

@@ -449,9 +449,16 @@ impl SweepConfig {
             )
             .with_context(|| format!("--set {s:?}"))?;
         }
-        Self::from_table(table).with_context(|| match file {
-            Some(p) => format!("experiment file {}", p.display()),
-            None => "sweep options".to_string(),
+        Self::from_table(table).with_context(|| {
+            let source = match file {
+                Some(p) => format!("experiment file {}", p.display()),
+                None => "sweep options".to_string(),
+            };
+            if sets.is_empty() {
+                source
+            } else {
+                format!("{source} with --set {}", sets.join(" --set "))
+            }
         })
     }
 

@@ -209,6 +209,19 @@ fn setup() -> World {
     std::fs::write(x.join("long.txt"), "a".repeat(5000) + "\n").unwrap();
     std::fs::create_dir_all(x.join("a_directory")).unwrap();
     std::fs::write(x.join("plain_file"), "x").unwrap();
+    // Sweep plans and result files for `sweep`, `report`, `analyze`.
+    for (name, text) in [
+        ("plan_syntax.toml", "training_methods = [\n"),
+        ("plan_unknown_key.toml", "learning_rates = [0.1]\n"),
+        ("plan_unknown_method.toml", "training_methods = [\"sft\"]\n"),
+        ("plan_unknown_dataset.toml", "datasets = [\"nosuchset\"]\n"),
+        ("plan_zero_runs.toml", "num_runs = 0\n"),
+        ("plan_wrong_type.toml", "num_train_examples = \"four\"\n"),
+        ("plan_unknown_train_key.toml", "[train]\nepochs = 3\n"),
+        ("result_truncated.json", "{\"status\": \"compl"),
+    ] {
+        std::fs::write(x.join(name), text).unwrap();
+    }
     std::fs::write(
         x.join("truncated_tokenizer.json"),
         "{\"version\": \"1.0\", \"mod",
@@ -435,6 +448,19 @@ fn later_cases(help: &str) -> Vec<Case> {
             &["sweep", "run", "{X}/absent_sweep.toml"],
             &["absent_sweep"],
         ));
+        #[rustfmt::skip]
+        out.extend([
+            case("sweep_toml_syntax", &["sweep", "run", "{X}/plan_syntax.toml", "--dir", "{out}/s", "--dry-run"], &["plan_syntax.toml", "TOML"]),
+            case("sweep_unknown_key", &["sweep", "run", "{X}/plan_unknown_key.toml", "--dir", "{out}/s", "--dry-run"], &["learning_rates"]),
+            case("sweep_unknown_nested_key", &["sweep", "run", "{X}/plan_unknown_train_key.toml", "--dir", "{out}/s", "--dry-run"], &["train.epochs"]),
+            case("sweep_unknown_method", &["sweep", "run", "{X}/plan_unknown_method.toml", "--dir", "{out}/s", "--dry-run"], &["training_methods", "sft"]),
+            case("sweep_unknown_dataset", &["sweep", "run", "{X}/plan_unknown_dataset.toml", "--dir", "{out}/s", "--dry-run"], &["datasets", "nosuchset"]),
+            case("sweep_zero_runs", &["sweep", "run", "{X}/plan_zero_runs.toml", "--dir", "{out}/s", "--dry-run"], &["num_runs"]),
+            case("sweep_wrong_type", &["sweep", "run", "{X}/plan_wrong_type.toml", "--dir", "{out}/s", "--dry-run"], &["num_train_examples"]),
+            case("sweep_bad_set", &["sweep", "run", "{X}/plan_zero_runs.toml", "--dir", "{out}/s", "--set", "num_runs=[", "--dry-run"], &["--set", "num_runs"]),
+            case("sweep_status_not_a_sweep", &["sweep", "status", "{X}/a_directory"], &["a_directory", "plan.json"]),
+            case("sweep_retry_missing", &["sweep", "retry", "{X}/no_sweep"], &["no_sweep"]),
+        ]);
     }
     if has("report") {
         out.push(case(
@@ -442,6 +468,13 @@ fn later_cases(help: &str) -> Vec<Case> {
             &["report", "--no-such-flag"],
             &["--no-such-flag"],
         ));
+        #[rustfmt::skip]
+        out.extend([
+            case("report_missing_outputs", &["report", "--outputs-dir", "{X}/no_outputs", "--report-dir", "{out}/r"], &["no_outputs"]),
+            case("report_bad_hp_selection", &["report", "--hp-selection", "best"], &["hp-selection", "best"]),
+            case("reparse_missing_file", &["report", "reparse", "--files", "{X}/no_result.json"], &["no_result.json"]),
+            case("reparse_truncated_file", &["report", "reparse", "--files", "{X}/result_truncated.json"], &["result_truncated.json"]),
+        ]);
     }
     if has("analyze") {
         out.push(case(
@@ -449,6 +482,12 @@ fn later_cases(help: &str) -> Vec<Case> {
             &["analyze", "--no-such-flag"],
             &["--no-such-flag"],
         ));
+        #[rustfmt::skip]
+        out.extend([
+            case("subspace_missing_outputs", &["analyze", "subspace", "--outputs-dir", "{X}/no_outputs", "--out", "{out}/a"], &["no_outputs"]),
+            case("similarity_missing_outputs", &["analyze", "similarity", "--model", "{M}", "--outputs-dir", "{X}/no_outputs", "--out", "{out}/a"], &["no_outputs"]),
+            case("similarity_missing_model", &["analyze", "similarity", "--model", "{X}/no_model", "--outputs-dir", "{X}/a_directory", "--out", "{out}/a"], &["no_model"]),
+        ]);
     }
     out
 }
