@@ -158,7 +158,7 @@ impl EvalConfig {
         Ok(out)
     }
 
-    /// Checks option values that clap cannot.
+    /// Checks option values and combinations before anything is loaded.
     pub fn validate(&self) -> Result<()> {
         ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         ensure!(self.top_k > 0, "--top-k must be at least 1");

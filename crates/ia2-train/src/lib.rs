@@ -20,6 +20,4 @@ pub mod trainer;
 pub use args::{LabelType, TopK, TrainConfig};
 pub use config::RunConfig;
 pub use method::{AdapterKind, Objective, TrainingMethod};
-pub use run::{
-    RunOutcome, precompute_teacher, precompute_teacher_with_model, run, run_with_model,
-};
+pub use run::{RunOutcome, precompute_teacher, precompute_teacher_with_model, run, run_with_model};

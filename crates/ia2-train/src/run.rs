@@ -306,7 +306,10 @@ pub fn run_with_model(args: &TrainConfig, model: LoadedModel) -> Result<Vec<RunO
 }
 
 /// [`precompute_teacher`] with a base model the caller already loaded.
-pub fn precompute_teacher_with_model(args: &TrainConfig, model: LoadedModel) -> Result<Vec<PathBuf>> {
+pub fn precompute_teacher_with_model(
+    args: &TrainConfig,
+    model: LoadedModel,
+) -> Result<Vec<PathBuf>> {
     args.validate()?;
     let base = base_from(model)?;
     teacher_runs(args, &base)

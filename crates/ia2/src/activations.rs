@@ -6,11 +6,11 @@
 //! and `prompt{i}.attn` (F32 `[layers, P, hidden]`: after o_proj, before the residual add). The metadata
 //! holds `{"format": "pt"}` and the full command configuration under `ia2`.
 
+use crate::cli::model::ModelCli;
 use crate::prompts::PromptArgs;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Tensor;
 use ia2_data::io::write_atomic;
-use crate::cli::model::ModelCli;
 use ia2_model::{Batch, Capture, Positions};
 use indicatif::ProgressBar;
 use safetensors::tensor::{Dtype, TensorView};

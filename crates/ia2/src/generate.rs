@@ -1,9 +1,9 @@
 //! `ia2 generate`: batched greedy decoding.
 
+use crate::cli::model::ModelCli;
 use crate::prompts::PromptArgs;
 use anyhow::{Result, ensure};
 use ia2_data::io::write_atomic;
-use crate::cli::model::ModelCli;
 use ia2_model::{GenerateOptions, StopReason, greedy};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
