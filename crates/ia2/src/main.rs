@@ -8,8 +8,8 @@ mod demo;
 mod eval;
 mod generate;
 mod prompts;
-mod sweep;
 mod report;
+mod sweep;
 mod toy;
 
 use clap::{Parser, Subcommand};
