@@ -72,7 +72,9 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // tiny_skia warns for every path it cannot stroke while plots are rasterised to PNG (dozens
+                // per report); the SVG and PDF are unaffected. RUST_LOG=info,tiny_skia=warn shows them.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tiny_skia=error")),
         )
         .with_writer(std::io::stderr)
         .init();
