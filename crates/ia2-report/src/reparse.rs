@@ -43,32 +43,6 @@ pub struct Reparsed {
     pub changed_metrics: Vec<(String, Option<f64>, Option<f64>)>,
 }
 
-/// Seconds since the epoch as an ISO-8601 UTC timestamp.
-fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
 fn dataset_info(name: &str, data_dir: Option<&Path>) -> Result<DatasetInfo> {
     let metadata = match data_dir.map(|d| d.join(name).join("main.json")) {
         Some(p) if p.is_file() => {
@@ -209,7 +183,7 @@ pub fn reparse_file(path: &Path, cfg: &ReparseConfig) -> Result<Reparsed> {
         .collect();
     let parser = info.parser.name().to_string();
     let record = json!({
-        "at": now_utc(),
+        "at": ia2_runs::time::now_iso(),
         "parser": parser,
         "dataset": dataset,
         "registered_dataset": info.registered,
@@ -308,16 +282,4 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamp_is_iso() {
-        let t = now_utc();
-        assert_eq!(t.len(), 20, "{t}");
-        assert!(t.ends_with('Z') && t.starts_with("20"));
-    }
 }

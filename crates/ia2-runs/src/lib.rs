@@ -47,6 +47,7 @@ pub mod replace;
 pub mod results;
 pub mod rundir;
 pub mod stats;
+pub mod time;
 pub mod tmp;
 
 pub use config::{AdamSettings, Ia2RunConfig, RunConfig, lora_targets, py_float};
