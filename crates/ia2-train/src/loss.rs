@@ -48,6 +48,16 @@ impl std::ops::AddAssign for LossSums {
     }
 }
 
+impl From<LossSums> for ia2_runs::TrainLoss {
+    fn from(l: LossSums) -> Self {
+        ia2_runs::TrainLoss {
+            mse: l.mse,
+            ce: l.ce,
+            total: l.total,
+        }
+    }
+}
+
 impl LossSums {
     pub fn scaled(self, s: f64) -> LossSums {
         LossSums {

@@ -22,13 +22,14 @@
 //! also when training runs out of epochs (the seed restored it only on early stopping), and the shuffling is
 //! seeded.
 
+// One line of metrics.jsonl: the contract's own type, written here and read by `ia2 report`.
 use crate::loss::{Item, LossSums, batch_loss};
 use crate::method::Loss;
 use anyhow::Result;
 use ia2_model::optim::{Adam, AdamConfig, GradAccumulator};
 use ia2_model::{Adapter, Decoder};
 use ia2_rng::RandomState;
-use serde::Serialize;
+use ia2_runs::MetricsRecord;
 use std::time::Instant;
 
 /// A loss this many times its initial value (after the warm-up) is an explosion.
@@ -280,22 +281,6 @@ pub struct LoopConfig {
     pub pad: u32,
 }
 
-/// One line of metrics.jsonl.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepRecord {
-    pub step: usize,
-    pub epoch: usize,
-    /// Mean over the step's examples.
-    pub train: LossSums,
-    pub dev: Option<LossSums>,
-    /// Global gradient norm before clipping.
-    pub grad_norm: f64,
-    pub weight_norm: f64,
-    pub lr: f64,
-    pub examples: usize,
-    pub seconds: f64,
-}
-
 /// How training ended.
 #[derive(Debug, Clone)]
 pub struct LoopOutcome {
@@ -368,7 +353,7 @@ pub fn train(
     train: &[Item<'_>],
     dev: &[Item<'_>],
     cfg: &LoopConfig,
-    mut on_step: impl FnMut(&StepRecord, &Adapter) -> Result<()>,
+    mut on_step: impl FnMut(&MetricsRecord, &Adapter) -> Result<()>,
 ) -> Result<LoopOutcome> {
     anyhow::ensure!(!train.is_empty(), "no training examples");
     adapter.require_grad();
@@ -442,11 +427,11 @@ pub fn train(
             if dev_loss.is_some() || end_of_epoch {
                 check_collapse(decoder, adapter, &probes, at)?;
             }
-            let record = StepRecord {
+            let record = MetricsRecord {
                 step,
                 epoch,
-                train: sums.scaled(scale),
-                dev: dev_loss,
+                train: sums.scaled(scale).into(),
+                dev: dev_loss.map(Into::into),
                 grad_norm,
                 weight_norm: weight_norm(adapter),
                 lr: cfg.lr,
