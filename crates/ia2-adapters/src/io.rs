@@ -380,23 +380,10 @@ pub fn adapter_kind(a: &Adapter) -> &'static str {
     }
 }
 
-fn unique_sibling(dir: &Path, tag: &str) -> Result<PathBuf> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = dir
-        .file_name()
-        .with_context(|| format!("{}: no directory name", dir.display()))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    Ok(parent.join(format!(
-        ".{}.{tag}-{}-{nanos}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
+/// A fresh temporary sibling of `dir`, in the project's one temporary-name scheme
+/// ([`ia2_runs::tmp`]), so an interrupted save is recognised and removed by the next start.
+fn unique_sibling(dir: &Path) -> PathBuf {
+    ia2_runs::tmp::tmp_path(dir)
 }
 
 fn sync_dir(path: &Path) {
@@ -413,7 +400,7 @@ fn sync_dir(path: &Path) {
 /// The directory is built under a temporary sibling name and renamed into place, so `dir` never holds a
 /// half-written adapter. When `dir` already exists, it is swapped out for the new one and its other files
 /// (e.g. training logs) are moved over; a crash in between leaves the old directory as a hidden
-/// `.{name}.old-*` sibling.
+/// `.ia2-tmp-{pid}-{nonce}-{name}` sibling.
 pub fn save_peft(dir: impl AsRef<Path>, adapter: &Adapter, config: &PeftConfig) -> Result<()> {
     let dir = dir.as_ref();
     let tensors = peft_state_dict(adapter, config)?;
@@ -422,7 +409,7 @@ pub fn save_peft(dir: impl AsRef<Path>, adapter: &Adapter, config: &PeftConfig) 
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let tmp = unique_sibling(dir, "tmp")?;
+    let tmp = unique_sibling(dir);
     let result = (|| -> Result<()> {
         std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let bytes: Vec<Vec<u8>> = tensors
@@ -457,7 +444,7 @@ pub fn save_peft(dir: impl AsRef<Path>, adapter: &Adapter, config: &PeftConfig) 
                 "{} exists and is not a directory",
                 dir.display()
             );
-            let old = unique_sibling(dir, "old")?;
+            let old = unique_sibling(dir);
             std::fs::rename(dir, &old)
                 .with_context(|| format!("moving the old adapter {} aside", dir.display()))?;
             std::fs::rename(&tmp, dir)

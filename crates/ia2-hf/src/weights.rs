@@ -482,15 +482,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let file_name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
+    // The project's one temporary-name scheme (ia2_runs::tmp): recognised and removed after a crash.
+    let tmp = dir.join(ia2_runs::tmp::tmp_name(&file_name.to_string_lossy()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;

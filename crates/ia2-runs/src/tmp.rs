@@ -86,7 +86,13 @@ pub fn remove_leftovers(dir: &Path, name: &str, lock_held: bool) -> Result<Vec<P
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().to_string();
         let Some(t) = parse(&file_name) else { continue };
-        if t.name != name && t.name != format!("{name}{OLD_SUFFIX}") {
+        // A temporary of a temporary (e.g. an adapter saved inside a run being written) belongs to the
+        // innermost name.
+        let mut inner = t.name.clone();
+        while let Some(n) = parse(&inner) {
+            inner = n.name;
+        }
+        if inner != name && inner != format!("{name}{OLD_SUFFIX}") {
             continue;
         }
         let gone = !pid_alive(t.pid) || (lock_held && t.pid != std::process::id());
@@ -159,6 +165,26 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_temporaries_of_a_dead_owner_are_removed_with_their_run() {
+        let d = tempfile::tempdir().unwrap();
+        // A pid that does not exist (beyond the kernel's pid_max).
+        let dead = 4_194_305u32;
+        let run_tmp = format!("{TMP_PREFIX}{dead}-n1-run_a");
+        // An adapter saved inside that run directory leaves its own sibling when killed mid-save.
+        let adapter_tmp = format!("{TMP_PREFIX}{dead}-n2-{run_tmp}");
+        let other = format!("{TMP_PREFIX}{dead}-n3-run_b");
+        for n in [&run_tmp, &adapter_tmp, &other] {
+            std::fs::create_dir_all(d.path().join(n)).unwrap();
+        }
+        let removed = remove_leftovers(d.path(), "run_a", false).unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(
+            d.path().join(&other).exists(),
+            "another run's leftovers are its own business"
+        );
+    }
 
     #[test]
     fn names_parse_back() {

@@ -210,28 +210,15 @@ fn build(tmp: &Path, config: &PretrainConfig) -> Result<ToyModelInfo> {
     Ok(info)
 }
 
-fn temp_sibling(dir: &Path, what: &str) -> Result<PathBuf> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .with_context(|| format!("{} has no directory name", dir.display()))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    Ok(parent.join(format!(
-        ".{}.{what}.{}.{nanos}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
+/// A fresh temporary sibling of `dir` in the project's one temporary-name scheme ([`ia2_runs::tmp`]).
+fn temp_sibling(dir: &Path) -> PathBuf {
+    ia2_runs::tmp::tmp_path(dir)
 }
 
 /// Trains into a temporary sibling of `dir` and moves the finished directory to `dir`, replacing what is there
 /// (the caller decided it may).
 fn build_at(dir: &Path, config: &PretrainConfig) -> Result<ToyModelInfo> {
-    let tmp = temp_sibling(dir, "tmp")?;
+    let tmp = temp_sibling(dir);
     if let Some(parent) = tmp.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -249,7 +236,7 @@ fn build_at(dir: &Path, config: &PretrainConfig) -> Result<ToyModelInfo> {
             let _ = std::fs::remove_dir_all(&tmp);
             return Ok(info);
         }
-        let old = temp_sibling(dir, "old")?;
+        let old = temp_sibling(dir);
         std::fs::rename(dir, &old).with_context(|| format!("moving {} aside", dir.display()))?;
         let _ = std::fs::remove_dir_all(&old);
     }
