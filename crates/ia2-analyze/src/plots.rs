@@ -44,6 +44,19 @@ pub fn write_figure(dir: &Path, stem: &str, svg: &str) -> Result<()> {
     Ok(())
 }
 
+/// Tick labels of a categorical x axis drawn at 0, 1, 2, …: the category at an integer, nothing between.
+fn category_labels(categories: &[String]) -> impl Fn(&f64) -> String + use<> {
+    let cats = categories.to_vec();
+    move |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < cats.len() {
+            cats[i as usize].clone()
+        } else {
+            String::new()
+        }
+    }
+}
+
 fn e<E: std::fmt::Debug>(err: E) -> anyhow::Error {
     anyhow!("drawing: {err:?}")
 }
@@ -194,15 +207,7 @@ pub fn grouped_bars(
             .y_label_area_size(60)
             .build_cartesian_2d(-0.5f64..(nc as f64 - 0.5), y0..y1)
             .map_err(e)?;
-        let cats = categories.to_vec();
-        let fmt = move |x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < cats.len() {
-                cats[i as usize].clone()
-            } else {
-                String::new()
-            }
-        };
+        let fmt = category_labels(categories);
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -293,15 +298,7 @@ pub fn distribution_plot(
             .y_label_area_size(60)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..y1)
             .map_err(e)?;
-        let labs = labels.to_vec();
-        let fmt = move |x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labs.len() {
-                labs[i as usize].clone()
-            } else {
-                String::new()
-            }
-        };
+        let fmt = category_labels(labels);
         chart
             .configure_mesh()
             .disable_x_mesh()
