@@ -87,6 +87,26 @@ pub fn read_analysis(dir: &Path) -> AnalysisOutputs {
     out
 }
 
+/// Replaces every `jobs` list (a sweep plan's, hundreds of rows) by its size: the full JSON below the table
+/// keeps them.
+fn summarize_job_lists(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                match x {
+                    Value::Array(jobs) if k == "jobs" => {
+                        *x =
+                            Value::String(format!("{} jobs (listed in the full JSON)", jobs.len()));
+                    }
+                    _ => summarize_job_lists(x),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(summarize_job_lists),
+        _ => {}
+    }
+}
+
 /// Strips an XML declaration / doctype so an SVG document can be inlined.
 fn inline_svg(svg: &str) -> String {
     let start = svg.find("<svg").unwrap_or(0);
@@ -350,10 +370,7 @@ pub fn render(inp: &HtmlInputs) -> String {
             let _ = write!(s, "<p>From {}.</p>", file_link(path));
             // A plan's job list (hundreds of rows) stays in the full JSON; the table shows its size.
             let mut shown = v.clone();
-            if let Some(jobs) = shown.get_mut("jobs").filter(|j| j.is_array()) {
-                let n = jobs.as_array().map_or(0, Vec::len);
-                *jobs = Value::String(format!("{n} jobs (listed in the full JSON)"));
-            }
+            summarize_job_lists(&mut shown);
             s.push_str(&json_table(&shown));
             let _ = write!(
                 s,
@@ -571,6 +588,16 @@ pub fn render(inp: &HtmlInputs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_lists_are_summarized_at_any_depth() {
+        let mut v =
+            serde_json::json!({"plan": {"jobs": [1, 2, 3], "config": {"lrs": [0.1]}}, "jobs": []});
+        summarize_job_lists(&mut v);
+        assert_eq!(v["plan"]["jobs"], "3 jobs (listed in the full JSON)");
+        assert_eq!(v["jobs"], "0 jobs (listed in the full JSON)");
+        assert_eq!(v["plan"]["config"]["lrs"], serde_json::json!([0.1]));
+    }
 
     #[test]
     fn analysis_outputs_skip_caches_and_list_unreadable_files() {
