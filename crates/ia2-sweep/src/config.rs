@@ -137,22 +137,24 @@ pub struct TrainOptions {
 }
 
 impl Default for TrainOptions {
+    /// `ia2 train`'s own defaults (one source: `TrainConfig::default`).
     fn default() -> Self {
+        let t = ia2_train::TrainConfig::default();
         TrainOptions {
-            num_train_epochs: 50,
-            batch_size: 4,
-            micro_batch: 0,
-            patience: 5,
-            dev_eval_steps: 2,
-            gradient_clip_val: None,
-            seed: 42,
-            teacher_batch: 8,
-            shuffle_demos: false,
-            num_shuffles: 5,
-            fixed_demos: false,
-            log_weight_norms: false,
-            log_checkpoints: false,
-            checkpoint_frequency: 1,
+            num_train_epochs: t.num_train_epochs,
+            batch_size: t.batch_size,
+            micro_batch: t.micro_batch,
+            patience: t.patience,
+            dev_eval_steps: t.dev_eval_steps,
+            gradient_clip_val: t.gradient_clip_val,
+            seed: t.seed,
+            teacher_batch: t.teacher_batch,
+            shuffle_demos: t.shuffle_demos,
+            num_shuffles: t.num_shuffles,
+            fixed_demos: t.fixed_demos,
+            log_weight_norms: t.log_weight_norms,
+            log_checkpoints: t.log_checkpoints,
+            checkpoint_frequency: t.checkpoint_frequency,
         }
     }
 }
@@ -246,19 +248,21 @@ pub struct EvalOptions {
 }
 
 impl Default for EvalOptions {
+    /// `ia2 eval`'s own defaults (one source: `EvalConfig::default`).
     fn default() -> Self {
+        let e = ia2_eval::EvalConfig::default();
         EvalOptions {
             enabled: true,
             base: true,
-            eval_datasets: Vec::new(),
-            icl_source_datasets: Vec::new(),
-            icl_max_demos: vec![256],
-            num_gen_tokens_eval: None,
-            uncertainty_analysis: false,
-            top_k: 10,
-            max_eval_examples: None,
-            batch_size: 8,
-            no_merge: false,
+            eval_datasets: e.eval_datasets,
+            icl_source_datasets: e.icl_source_datasets,
+            icl_max_demos: e.icl_max_demos,
+            num_gen_tokens_eval: e.num_gen_tokens_eval,
+            uncertainty_analysis: e.uncertainty_analysis,
+            top_k: e.top_k,
+            max_eval_examples: e.max_eval_examples,
+            batch_size: e.batch_size,
+            no_merge: e.no_merge,
         }
     }
 }
