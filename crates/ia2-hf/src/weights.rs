@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Floating-point element types supported for model tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,9 +135,21 @@ impl<'a> TensorView<'a> {
     }
 }
 
+/// Owner of a mapping for [`bytes::Bytes::from_owner`]: the mapping lives as long as any tensor made from it.
+struct MappedFile(Arc<Mmap>);
+
+impl AsRef<[u8]> for MappedFile {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 struct Shard {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
+    /// The whole mapping as reference-counted bytes: tensors handed out by [`Weights::shared_bytes`] are
+    /// slices of it and keep the mapping alive after the [`Weights`] are dropped.
+    shared: bytes::Bytes,
     /// Byte offset of the data section (8 + header length).
     data_start: usize,
     tensors: HashMap<String, TensorInfo>,
@@ -159,8 +172,10 @@ impl Shard {
             .map(|(k, v)| (k, v.clone()))
             .collect();
         let metadata = meta.metadata().clone().unwrap_or_default();
+        let mmap = Arc::new(mmap);
         Ok(Shard {
             path: path.to_path_buf(),
+            shared: bytes::Bytes::from_owner(MappedFile(mmap.clone())),
             mmap,
             data_start: 8 + n,
             tensors,
@@ -328,6 +343,46 @@ impl Weights {
             data,
             file: &shard.path,
         })
+    }
+
+    /// The raw bytes of tensor `name` as a reference-counted slice of the mapping, without copying: a model
+    /// can compute straight from the file (its pages are read on first use, stay in the page cache shared
+    /// with every other process mapping the same file, and are counted once). The mapping stays alive as
+    /// long as the returned bytes do.
+    pub fn shared_bytes(&self, name: &str) -> Result<bytes::Bytes> {
+        let (_, shard, info, _) = self.raw(name)?;
+        let (a, b) = info.data_offsets;
+        Ok(shard
+            .shared
+            .slice(shard.data_start + a..shard.data_start + b))
+    }
+
+    /// Drops the mapped pages of tensor `name` from this process's resident memory once its bytes have been
+    /// copied out (`madvise(MADV_DONTNEED)`; Linux and other Unixes, a no-op elsewhere). Without this, every
+    /// page read while loading stays resident beside the loaded copy until the mapping is dropped, so a
+    /// model's load peaks at about twice its weight bytes. The mapping is read-only and file-backed, so a
+    /// later read of the tensor (or of a neighbour sharing a page at the range's edges) faults the pages
+    /// back in from the page cache with the same bytes; nothing is lost.
+    pub fn release(&self, name: &str) -> Result<()> {
+        #[cfg(unix)]
+        {
+            let (_, shard, info, _) = self.raw(name)?;
+            let (a, b) = info.data_offsets;
+            // SAFETY: the mapping is read-only and backed by a file nobody modifies while it is
+            // mapped (the same assumption as mapping it at all); after MADV_DONTNEED its pages read back
+            // the file's unchanged contents, so every outstanding `&[u8]` into it stays valid and equal.
+            unsafe {
+                shard.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    shard.data_start + a,
+                    b - a,
+                )
+            }
+            .map_err(io_err(&shard.path))?;
+        }
+        #[cfg(not(unix))]
+        let _ = name;
+        Ok(())
     }
 
     /// Shape of a tensor of any dtype.

@@ -2,20 +2,38 @@
 
 use crate::decoder::{Decoder, WeightSource};
 use anyhow::Result;
-use burn::tensor::{DType, Device, TensorData};
+use burn::tensor::{AllocationProperty, Bytes, DType, Device, TensorData};
 use ia2_hf::{Dtype, ModelConfig, Weights};
 use std::path::Path;
 
 impl WeightSource for Weights {
+    /// A tensor whose file dtype is `dtype` is not copied: it is a reference-counted slice of the file's
+    /// mapping ([`Weights::shared_bytes`]), so the model computes straight from the mapped bytes, each
+    /// weight is held once (in the page cache, shared with every other process mapping the same file) and
+    /// loading reads nothing. Any other tensor is converted into memory of its own, and its mapped pages
+    /// are released right after ([`Weights::release`]), so a conversion never holds both.
     fn tensor(&self, name: &str, dtype: DType) -> Result<TensorData> {
         let view = self.get(name)?;
         let shape = view.shape().to_vec();
-        Ok(match (view.dtype(), dtype) {
-            (Dtype::F32, DType::F32) | (Dtype::BF16, DType::BF16) | (Dtype::F16, DType::F16) => {
-                TensorData::from_bytes_vec(view.bytes().to_vec(), shape, dtype)
-            }
-            _ => TensorData::new(view.to_f32_vec(), shape).convert_dtype(dtype),
-        })
+        let same = matches!(
+            (view.dtype(), dtype),
+            (Dtype::F32, DType::F32) | (Dtype::BF16, DType::BF16) | (Dtype::F16, DType::F16)
+        );
+        // Elements must be aligned to their size to be read in place (safetensors writers align the data
+        // section; a file that does not is copied instead).
+        if same && (view.bytes().as_ptr() as usize).is_multiple_of(view.dtype().size()) {
+            let bytes = Bytes::from_shared(self.shared_bytes(name)?, AllocationProperty::File);
+            return TensorData::try_from_bytes(bytes, shape, dtype)
+                .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"));
+        }
+        let data = if same {
+            TensorData::from_bytes_vec(view.bytes().to_vec(), shape, dtype)
+        } else {
+            TensorData::new(view.to_f32_vec(), shape).convert_dtype(dtype)
+        };
+        // The bytes are copied: the mapped pages need not stay resident beside the copy.
+        self.release(name)?;
+        Ok(data)
     }
 }
 
