@@ -223,6 +223,69 @@ impl ModelOptions {
     }
 }
 
+/// What holding a model's weights costs, before loading it ([`ModelOptions::weight_memory`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WeightMemory {
+    /// Bytes computed straight from the mapped files (tensors already in the held dtype): resident once in
+    /// the page cache, however many processes map them.
+    pub shared: u64,
+    /// Bytes each process converts into memory of its own (tensors in another dtype).
+    pub private: u64,
+}
+
+impl WeightMemory {
+    /// Bytes one process holds: shared plus private.
+    pub fn total(&self) -> u64 {
+        self.shared + self.private
+    }
+
+    /// How many processes holding this model fit in `available` bytes, each also needing `per_process`
+    /// bytes of activations and working memory (at least 1).
+    pub fn processes_fitting(&self, available: u64, per_process: u64) -> usize {
+        let each = self.private + per_process;
+        let room = available.saturating_sub(self.shared);
+        usize::try_from(room / each.max(1))
+            .unwrap_or(usize::MAX)
+            .max(1)
+    }
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes (Linux); None elsewhere.
+pub fn memory_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+impl ModelOptions {
+    /// The memory the weights will take in [`ModelOptions::dtype`], from the safetensors headers alone
+    /// (nothing is read): which bytes are shared through the page cache and which each process copies.
+    pub fn weight_memory(&self) -> Result<WeightMemory> {
+        let dir = self.resolve_dir()?;
+        let weights = ia2_hf::Weights::open(&dir)
+            .with_context(|| format!("reading the weights of {}", dir.display()))?;
+        let held = match self.dtype {
+            WeightDtype::F32 => ia2_hf::Dtype::F32,
+            WeightDtype::Bf16 => ia2_hf::Dtype::BF16,
+            WeightDtype::F16 => ia2_hf::Dtype::F16,
+        };
+        let mut m = WeightMemory::default();
+        for name in weights.names() {
+            let Ok(view) = weights.get(name) else {
+                continue; // not a float tensor: not loaded as a weight
+            };
+            let bytes = (view.numel() * held.size()) as u64;
+            if view.dtype() == held {
+                m.shared += bytes;
+            } else {
+                m.private += bytes;
+            }
+        }
+        Ok(m)
+    }
+}
+
 /// The name of a local model directory: the last component of its canonical path (or, when it cannot be
 /// resolved, of its lexically normalised absolute path); `model` when there is none (the root directory).
 pub fn local_model_name(dir: &Path) -> String {
@@ -251,6 +314,31 @@ mod tests {
             model: model.into(),
             ..ModelOptions::default()
         }
+    }
+
+    #[test]
+    fn weight_memory_counts_mapped_bytes_once_and_copies_per_process() {
+        let opts = |dtype| ModelOptions {
+            dtype,
+            ..ModelOptions::default()
+        };
+        let f32 = opts(WeightDtype::F32).weight_memory().unwrap();
+        let bf16 = opts(WeightDtype::Bf16).weight_memory().unwrap();
+        // The built-in model is stored in f32: held in f32 it is all mapped, in bf16 all converted (half).
+        assert!(f32.shared > 0 && f32.private == 0, "{f32:?}");
+        assert_eq!(
+            bf16,
+            WeightMemory {
+                shared: 0,
+                private: f32.shared / 2
+            }
+        );
+        let m = WeightMemory {
+            shared: 8,
+            private: 2,
+        };
+        assert_eq!(m.processes_fitting(20, 1), 4); // (20 - 8) / (2 + 1)
+        assert_eq!(m.processes_fitting(5, 1), 1); // never fewer than one
     }
 
     #[test]

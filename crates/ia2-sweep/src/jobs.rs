@@ -50,7 +50,7 @@ pub fn model_key(c: &SweepConfig) -> String {
 }
 
 /// The base model options of `c`.
-fn model_options(c: &SweepConfig) -> Result<ModelOptions> {
+pub(crate) fn model_options(c: &SweepConfig) -> Result<ModelOptions> {
     let (model, model_id, revision) = match &c.model_id {
         Some(id) => (
             ModelOptions::default().model,

@@ -158,6 +158,45 @@ fn stage_line(plan: &Plan, r: &[Readiness]) -> String {
         .join(" · ")
 }
 
+/// How many workers holding the plan's base model fit in the memory available now. Every worker keeps the
+/// model loaded; weights already in the held dtype are mapped from the files and shared through the page
+/// cache (counted once), converted ones are copied per worker, and each worker needs working memory for
+/// activations (a quarter of the weight bytes, at least 512 MiB). Unlimited when no job runs the model or
+/// the memory cannot be read.
+fn workers_fitting_in_memory(plan: &Plan) -> usize {
+    if !plan.jobs.iter().any(|j| j.uses_model) {
+        return usize::MAX;
+    }
+    let Some(available) = ia2_load::memory_available() else {
+        return usize::MAX;
+    };
+    // A model that cannot be read yet fails in its first job, with the job's error; here it only leaves
+    // the worker count alone.
+    let m = match crate::jobs::model_options(&plan.config).and_then(|o| o.weight_memory()) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!("no memory estimate for the base model: {e:#}");
+            return usize::MAX;
+        }
+    };
+    let per_worker = (m.total() / 4).max(512 << 20);
+    let fit = m.processes_fitting(available, per_worker);
+    if fit < plan.config.execution.max_parallel {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        tracing::warn!(
+            "running {fit} worker(s), not execution.max_parallel = {}: each holds the base model \
+             ({:.1} GiB shared through the page cache, {:.1} GiB converted per worker) and ≈ {:.1} GiB of \
+             working memory, and {:.1} GiB is available",
+            plan.config.execution.max_parallel,
+            gib(m.shared),
+            gib(m.private),
+            gib(per_worker),
+            gib(available)
+        );
+    }
+    fit
+}
+
 /// Runs the sweep of `dir` (its `plan.json`) with local worker processes until nothing is left to do.
 pub fn run_local(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
     let started = Instant::now();
@@ -180,7 +219,10 @@ pub fn run_local(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
             .filter(|r| matches!(r, Readiness::Ready | Readiness::Waiting))
             .count()
     };
-    let k = x.max_parallel.min(todo).max(usize::from(todo > 0));
+    let mut k = x.max_parallel.min(todo).max(usize::from(todo > 0));
+    if k > 1 {
+        k = k.min(workers_fitting_in_memory(&plan));
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / k.max(1)).max(1);
     let bar = if opts.progress {
