@@ -302,3 +302,48 @@ fn types_are_send_and_sync() {
     check::<ia2_hf::Error>();
     check::<ia2_hf::HfModelDir>();
 }
+
+/// Tensors larger than one conversion block (converted in parallel blocks) convert exactly, every element in
+/// its place, for each stored dtype.
+#[test]
+fn large_tensors_convert_exactly_in_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("model.safetensors");
+    let n = 3 * 65_536 + 123;
+    let vals: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 20_011) as f32 * 1e-3 - 10.0)
+        .collect();
+    let bf16: Vec<u16> = vals
+        .iter()
+        .map(|&x| half::bf16::from_f32(x).to_bits())
+        .collect();
+    let f16: Vec<u16> = vals
+        .iter()
+        .map(|&x| half::f16::from_f32(x).to_bits())
+        .collect();
+    let bytes16 = |v: &[u16]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let f32b: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let (bb, hb) = (bytes16(&bf16), bytes16(&f16));
+    save_safetensors(
+        &p,
+        &[
+            ("f32", Dtype::F32, &[n], &f32b),
+            ("bf16", Dtype::BF16, &[n], &bb),
+            ("f16", Dtype::F16, &[n], &hb),
+        ],
+        None,
+    )
+    .unwrap();
+    let w = Weights::open(dir.path()).unwrap();
+    assert_eq!(w.get("f32").unwrap().to_f32_vec(), vals);
+    let want_bf: Vec<f32> = bf16
+        .iter()
+        .map(|&b| half::bf16::from_bits(b).to_f32())
+        .collect();
+    assert_eq!(w.get("bf16").unwrap().to_f32_vec(), want_bf);
+    let want_h: Vec<f32> = f16
+        .iter()
+        .map(|&b| half::f16::from_bits(b).to_f32())
+        .collect();
+    assert_eq!(w.get("f16").unwrap().to_f32_vec(), want_h);
+}
