@@ -23,7 +23,8 @@ fn vec_of(t: &Tensor<1>) -> Result<Vec<f32>> {
 /// Merges `adapter` into the decoder's weights, so that `forward(.., None, ..)` computes what
 /// `forward(.., Some(adapter), ..)` computed: LoRA `W += scaling · B A`; IA3 scales W's columns
 /// (feed-forward modules, input scaling) or its rows and bias (output scaling), as PEFT's `merge`.
-/// Weights keep their dtype (the update is computed in f32). Prompt and prefix tuning cannot be merged.
+/// Merged weights are written in the decoder's precision ([`Decoder::dtype`]; the update is computed in
+/// f32): a bf16 checkpoint loaded in f32 and held as its exact bf16 values gets f32 merged weights. Prompt and prefix tuning cannot be merged.
 /// The decoder does not record the merge: do not also pass the adapter to `forward`, and undo it
 /// with [`unmerge`] and the same adapter.
 pub fn merge(decoder: &mut Decoder, adapter: &Adapter) -> Result<()> {
@@ -39,6 +40,7 @@ pub fn unmerge(decoder: &mut Decoder, adapter: &Adapter) -> Result<()> {
 fn apply(decoder: &mut Decoder, adapter: &Adapter, undo: bool) -> Result<()> {
     let layers = decoder.config.num_hidden_layers;
     let slots = layers * Proj::ALL.len();
+    let dtype = decoder.dtype;
     let site = |i: usize| (i / Proj::ALL.len(), Proj::ALL[i % Proj::ALL.len()]);
     match adapter {
         Adapter::Lora { scaling, pairs } => {
@@ -64,7 +66,6 @@ fn apply(decoder: &mut Decoder, adapter: &Adapter, undo: bool) -> Result<()> {
                 let Some(p) = p else { continue };
                 let (l, proj) = site(i);
                 let lin = &mut decoder.layers[l].proj[proj.index()];
-                let dtype = lin.weight.dtype();
                 let delta = f32(&p.b).matmul(f32(&p.a)).mul_scalar(sign);
                 lin.weight = (f32(&lin.weight) + delta).cast(dtype);
             }
@@ -100,14 +101,12 @@ fn apply(decoder: &mut Decoder, adapter: &Adapter, undo: bool) -> Result<()> {
                 let lin = &mut decoder.layers[l].proj[proj.index()];
                 let s = f32(&v.scale);
                 let s = if undo { s.recip() } else { s };
-                let dtype = lin.weight.dtype();
                 if v.on_input {
                     lin.weight = (f32(&lin.weight) * s.unsqueeze_dim::<2>(0)).cast(dtype);
                 } else {
                     lin.weight = (f32(&lin.weight) * s.clone().unsqueeze_dim::<2>(1)).cast(dtype);
                     if let Some(bias) = &mut lin.bias {
-                        let bdtype = bias.dtype();
-                        *bias = (f32(bias) * s).cast(bdtype);
+                        *bias = (f32(bias) * s).cast(dtype);
                     }
                 }
             }

@@ -3,7 +3,10 @@
 //! Parameter names mirror Hugging Face checkpoints (`model.layers.{i}.self_attn.q_proj.weight`, ...).
 //! Linear weights stay in the checkpoint layout `[out, in]` and are multiplied through a transposed view,
 //! so loading, merging and PEFT export never shuffle memory. Weights may be held in bf16/f16; every
-//! operation computes in f32.
+//! operation computes in f32. On flex the projections and the language-model head read a bf16/f16
+//! weight as it is held ([`fused::frozen_linear()`], widened to f32 a tile at a time, exactly, with f32
+//! accumulation), and the embedding lookup gathers the held rows and widens only those; no full-size
+//! f32 copy of a weight is made. Adapter tensors (LoRA, IA3, prompts, prefixes) are f32.
 
 use crate::adapter::{Adapter, slot};
 use crate::batch::{Batch, Capture, KvCache, Output};
@@ -17,8 +20,22 @@ use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 
 /// Where the decoder's weights come from (a safetensors checkpoint, a test, a merged adapter).
 pub trait WeightSource {
-    /// The tensor called `name` converted to `dtype`; an error names the tensor when it is missing.
+    /// The tensor called `name` in `dtype`; an error names the tensor when it is missing. When `dtype` is
+    /// f32 a source may return the tensor in bf16 / f16 instead if that is how it is stored: its values are
+    /// then exactly f32 values, and the decoder holds them as stored (half the memory, same numbers).
     fn tensor(&self, name: &str, dtype: DType) -> Result<TensorData>;
+}
+
+/// The dtype a loaded tensor is held in: `asked`, or the narrower dtype the source returned for an f32
+/// request (see [`WeightSource::tensor`]); anything else is the source's error.
+fn stored_dtype(name: &str, data: &TensorData, asked: DType) -> Result<DType> {
+    let got = data.dtype();
+    let exact = got == asked || (asked == DType::F32 && matches!(got, DType::BF16 | DType::F16));
+    ensure!(
+        exact,
+        "tensor {name}: the weight source returned {got:?} for {asked:?}"
+    );
+    Ok(got)
 }
 
 /// A frozen linear projection, weight `[out, in]`.
@@ -29,13 +46,19 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// `x Wᵀ + b`; `fuse` allows [`fused::linear_rows`] for a few rows (see [`Decoder::fused`]).
+    /// `x Wᵀ + b`; `fuse` allows the fused kernels ([`fused::frozen_linear()`], and
+    /// [`fused::linear_rows`] for a few rows; see [`Decoder::fused`]).
     pub fn forward<const D: usize>(&self, x: Tensor<D>, fuse: bool) -> Tensor<D> {
         frozen_linear(x, &self.weight, self.bias.as_ref(), fuse)
     }
 }
 
 /// `x Wᵀ + b` with a frozen weight in its stored layout `[out, in]`.
+///
+/// On flex the weight is read in the precision it is held in (f32, bf16, f16) by
+/// [`fused::frozen_linear()`], or [`fused::linear_rows`] for a few rows outside autodiff; a half-precision
+/// weight is never converted whole. Other backends (and `fuse` off) compose it from burn's ops on an
+/// f32 view of the weight.
 fn frozen_linear<const D: usize>(
     x: Tensor<D>,
     weight: &Tensor<2>,
@@ -45,15 +68,23 @@ fn frozen_linear<const D: usize>(
     let mut dims = x.dims();
     let inp = dims[D - 1];
     let rows = dims[..D - 1].iter().product::<usize>();
+    let few = rows <= FEW_ROWS && !x.is_autodiff();
+    // A weight being trained (the toy pretraining) is not frozen: it takes the composed path below,
+    // which gives it its gradient.
     if fuse
-        && rows <= FEW_ROWS
-        && !x.is_autodiff()
         && fused::available(&x)
-        && weight.dtype() == DType::F32
+        && fused::weight_supported(weight)
+        && (few || !weight.is_require_grad())
     {
-        // Decoding: bound by reading the weight, which the fused kernel reads once, in place.
         dims[D - 1] = weight.dims()[0];
-        let y = fused::linear_rows(x.reshape([rows, inp]), weight.clone()).reshape(dims);
+        let x = x.reshape([rows, inp]);
+        let y = if few {
+            // Decoding: bound by reading the weight, which the few-row kernel reads once, in place.
+            fused::linear_rows(x, weight.clone())
+        } else {
+            fused::frozen_linear(x, weight.clone())
+        };
+        let y = y.reshape(dims);
         return match bias {
             Some(b) => y + f32_view(b).unsqueeze(),
             None => y,
@@ -135,6 +166,11 @@ pub struct Decoder {
     pub lm_head: Option<Tensor<2>>,
     inv_freq: Vec<f32>,
     device: Device,
+    /// The precision of the weights' values: what loading asked for (`--dtype`). A tensor may be stored
+    /// narrower when its values are exactly those (a bf16 checkpoint loaded "in f32" keeps its bf16 values,
+    /// mapped from the file: every one of them is an f32, widened exactly where it is used). Anything that
+    /// writes new weight values (merging an adapter) writes them in this precision.
+    pub dtype: DType,
     /// Use the fused kernels where the backend has them (see [`fused`]); off, every op is composed
     /// from burn's tensor ops (the tests compare the two).
     pub fused: bool,
@@ -149,7 +185,8 @@ fn f32_view<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
 }
 
 impl Decoder {
-    /// Builds the decoder from a weight source, holding weights in `dtype` on `device`.
+    /// Builds the decoder from a weight source, holding weights in `dtype` on `device` (or in the narrower
+    /// dtype the source returns when that represents them exactly; see [`WeightSource::tensor`]).
     /// Every tensor's shape is checked against the configuration.
     pub fn load(
         config: ModelConfig,
@@ -165,7 +202,8 @@ impl Decoder {
                 "tensor {name}: expected shape {shape:?}, found {:?}",
                 data.shape().as_slice()
             );
-            Ok(Tensor::from_data(data, (device, dtype)))
+            let held = stored_dtype(name, &data, dtype)?;
+            Ok(Tensor::from_data(data, (device, held)))
         };
         let load1 = |name: &str, len: usize| -> Result<Tensor<1>> {
             let data = source.tensor(name, dtype)?;
@@ -174,7 +212,8 @@ impl Decoder {
                 "tensor {name}: expected shape [{len}], found {:?}",
                 data.shape().as_slice()
             );
-            Ok(Tensor::from_data(data, (device, dtype)))
+            let held = stored_dtype(name, &data, dtype)?;
+            Ok(Tensor::from_data(data, (device, held)))
         };
         let norm = |name: &str, len: usize| -> Result<RmsNorm> {
             Ok(RmsNorm {
@@ -238,6 +277,7 @@ impl Decoder {
             lm_head,
             inv_freq,
             device: device.clone(),
+            dtype,
             fused: true,
         })
     }

@@ -5,9 +5,11 @@
 //! test function in its own test binary, so no other test allocates in this process meanwhile.
 
 use burn::tensor::{DType, Device};
-use ia2_hf::{ModelConfig, Weights, save_safetensors_f32};
-use ia2_model::{Batch, Capture, Decoder, Positions, Proj, WeightSource, builtin, load_decoder};
-use std::path::Path;
+mod common;
+
+use common::write_test_model as write_model;
+use ia2_hf::Weights;
+use ia2_model::{Batch, Capture, Decoder, Positions, WeightSource, load_decoder};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -17,61 +19,6 @@ fn status(field: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with(&format!("{field}:")))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024.0)
-}
-
-/// A Qwen3-shaped model of 16 layers whose weights spread over many ~1 MiB tensors (64 MiB in f32).
-fn write_model(dir: &Path) -> ModelConfig {
-    let mut c = builtin::builtin_config("tiny-qwen3").unwrap();
-    c.hidden_size = 256;
-    c.intermediate_size = 1024;
-    c.num_hidden_layers = 16;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 64;
-    c.vocab_size = 2048;
-    c.write_file(dir.join("config.json")).unwrap();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-    let mut ones: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-    let mut k = 0u64;
-    let mut add = |name: String, shape: Vec<usize>| {
-        let n: usize = shape.iter().product();
-        k += 1;
-        let values = (0..n as u64)
-            .map(|i| ((i * 31 + k * 7) % 101) as f32 * 4e-4 - 0.02)
-            .collect();
-        tensors.push((name, shape, values));
-    };
-    add(
-        "model.embed_tokens.weight".into(),
-        vec![c.vocab_size, c.hidden_size],
-    );
-    for l in 0..c.num_hidden_layers {
-        for p in Proj::ALL {
-            let (fan_in, fan_out) = p.shape(&c);
-            add(format!("{}.weight", p.path(l)), vec![fan_out, fan_in]);
-        }
-        let p = format!("model.layers.{l}");
-        for (n, len) in [
-            ("input_layernorm", c.hidden_size),
-            ("post_attention_layernorm", c.hidden_size),
-            ("self_attn.q_norm", c.head_dim),
-            ("self_attn.k_norm", c.head_dim),
-        ] {
-            ones.push((format!("{p}.{n}.weight"), vec![len], vec![1.0; len]));
-        }
-    }
-    ones.push((
-        "model.norm.weight".into(),
-        vec![c.hidden_size],
-        vec![1.0; c.hidden_size],
-    ));
-    tensors.extend(ones);
-    let refs: Vec<(&str, &[usize], &[f32])> = tensors
-        .iter()
-        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
-        .collect();
-    save_safetensors_f32(dir.join("model.safetensors"), &refs, None).unwrap();
-    c
 }
 
 fn logits(model: &Decoder) -> Vec<f32> {
@@ -103,7 +50,7 @@ fn weights_are_held_once() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let config = write_model(tmp.path());
+    let config = write_model(tmp.path(), ia2_hf::Dtype::F32);
     let file_bytes = std::fs::metadata(tmp.path().join("model.safetensors"))
         .unwrap()
         .len() as f64;

@@ -179,6 +179,93 @@ pub fn review_dataset(data_dir: &Path, name: &str, num_val: usize, n: usize, run
     .expect("building the training sets");
 }
 
+/// Writes a Qwen3-shaped model of 16 layers (hidden 256) whose weights, stored in `dtype`, spread over
+/// many ~1 MiB tensors (64 MiB in f32), with config.json; returns the configuration.
+pub fn write_test_model(dir: &std::path::Path, dtype: ia2_hf::Dtype) -> ia2_hf::ModelConfig {
+    let c = ia2_hf::ModelConfig {
+        arch: ia2_hf::Arch::Qwen3,
+        vocab_size: 2048,
+        hidden_size: 256,
+        intermediate_size: 1024,
+        num_hidden_layers: 16,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 64,
+        rms_norm_eps: 1e-6,
+        max_position_embeddings: 4096,
+        tie_word_embeddings: true,
+        rope_theta: 1_000_000.0,
+        rope_scaling: ia2_hf::RopeScaling::Default,
+        attention_bias: false,
+        mlp_bias: false,
+        bos_token_id: None,
+        eos_token_ids: vec![0],
+        pad_token_id: Some(0),
+        torch_dtype: None,
+    };
+    c.write_file(dir.join("config.json")).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut k = 0u64;
+    let mut values = |n: usize| {
+        k += 1;
+        (0..n as u64)
+            .map(|i| ((i * 31 + k * 7) % 101) as f32 * 4e-4 - 0.02)
+            .collect::<Vec<f32>>()
+    };
+    let (h, v) = (c.hidden_size, c.vocab_size);
+    tensors.push((
+        "model.embed_tokens.weight".into(),
+        vec![v, h],
+        values(v * h),
+    ));
+    for l in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        let (q, kv, i) = (4 * 64, 2 * 64, c.intermediate_size);
+        for (name, out, inp) in [
+            ("self_attn.q_proj", q, h),
+            ("self_attn.k_proj", kv, h),
+            ("self_attn.v_proj", kv, h),
+            ("self_attn.o_proj", h, q),
+            ("mlp.gate_proj", i, h),
+            ("mlp.up_proj", i, h),
+            ("mlp.down_proj", h, i),
+        ] {
+            let w = values(out * inp);
+            tensors.push((format!("{p}.{name}.weight"), vec![out, inp], w));
+        }
+        for (n, len) in [
+            ("input_layernorm", h),
+            ("post_attention_layernorm", h),
+            ("self_attn.q_norm", c.head_dim),
+            ("self_attn.k_norm", c.head_dim),
+        ] {
+            tensors.push((format!("{p}.{n}.weight"), vec![len], vec![1.0; len]));
+        }
+    }
+    tensors.push(("model.norm.weight".into(), vec![h], vec![1.0; h]));
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| match dtype {
+            ia2_hf::Dtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ia2_hf::Dtype::BF16 => v
+                .iter()
+                .flat_map(|&x| half::bf16::from_f32(x).to_bits().to_le_bytes())
+                .collect(),
+            ia2_hf::Dtype::F16 => v
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_bits().to_le_bytes())
+                .collect(),
+        })
+        .collect();
+    let list: Vec<(&str, ia2_hf::Dtype, &[usize], &[u8])> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| (n.as_str(), dtype, s.as_slice(), b.as_slice()))
+        .collect();
+    ia2_hf::save_safetensors(dir.join("model.safetensors"), &list, None).unwrap();
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 use super::{FusedKernels, FusedOps};
 use burn::backend::Backend;
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -11,6 +12,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::{BoolTensor, FloatTensor};
+use burn::tensor::{DType, FloatDType};
 
 type Prim<B> = <B as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
@@ -86,6 +88,24 @@ impl<B: FusedKernels> Backward<B, 3> for AttentionBackward {
     }
 }
 
+#[derive(Debug)]
+struct FrozenLinearBackward;
+
+impl<B: FusedKernels> Backward<B, 1> for FrozenLinearBackward {
+    /// The weight, held by the model anyway: the input is not kept.
+    type State = Prim<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        register::<B>(
+            grads,
+            x_node.map(|n| n.id),
+            B::frozen_linear_backward(dy, ops.state),
+        );
+    }
+}
+
 impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn fused_rms_norm(
         x: FloatTensor<Self>,
@@ -153,8 +173,30 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
-    /// Composed from autodiff's own ops: the fused kernel serves inference, where nothing is tracked.
+    /// The frozen projection: the few-row kernel serves inference, where nothing is tracked.
     fn fused_linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_matmul(x, Self::float_transpose(weight))
+        Self::fused_frozen_linear(x, weight)
+    }
+
+    fn fused_frozen_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        if weight.is_tracked() {
+            // A weight that wants its gradient is not frozen: autodiff's own ops, in f32.
+            let weight = match weight.dtype() {
+                DType::F32 => weight,
+                _ => Self::float_cast(weight, FloatDType::F32),
+            };
+            return Self::float_matmul(x, Self::float_transpose(weight));
+        }
+        let guards = [x.node()];
+        let w = weight.into_primitive();
+        let y = B::frozen_linear(x.into_primitive(), w.clone());
+        match FrozenLinearBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(w, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! [`FusedKernels`] and [`FusedOps`] on flex: host kernels on the tensors' storage, flex's gemm for the
 //! matrix products of attention.
 
+use super::frozen_linear::{self, Weights};
 use super::kernels::{self, ScoreRows};
 use super::{FusedKernels, FusedOps};
 use burn::backend::Flex;
 use burn::backend::tensor::BoolTensor;
-use burn::tensor::{DType, Shape, TensorData};
+use burn::tensor::{DType, Shape, TensorData, bf16, f16};
 use burn_flex::FlexTensor;
 use burn_flex::ops::matmul::matmul;
 use std::borrow::Cow;
@@ -23,6 +24,35 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
                 .expect("a contiguous f32 tensor converts to its values"),
         ),
     }
+}
+
+/// Runs `f` on a weight's elements in its own precision: borrowed when contiguous (loaded weights
+/// are), else from one contiguous copy.
+fn with_weights<R>(w: &FlexTensor, f: impl FnOnce(Weights<'_>) -> R) -> R {
+    let copy;
+    let w = if w.is_contiguous() {
+        w
+    } else {
+        copy = w.to_contiguous();
+        &copy
+    };
+    let whole = "a contiguous tensor has a slice";
+    match w.dtype() {
+        DType::F32 => f(Weights::F32(w.as_slice::<f32>().expect(whole))),
+        DType::BF16 => f(Weights::Bf16(w.as_slice::<bf16>().expect(whole))),
+        DType::F16 => f(Weights::F16(w.as_slice::<f16>().expect(whole))),
+        other => panic!("frozen linear: weights in {other:?} are not supported (f32, bf16, f16)"),
+    }
+}
+
+/// `(rows, in, out)` of `x: [rows, in]` times `W: [out, in]` transposed; panics when they do not fit.
+fn linear_dims(what: &str, x: &FlexTensor, w: &FlexTensor) -> (usize, usize, usize) {
+    let (xd, wd) = (dims(x), dims(w));
+    assert!(
+        xd.len() == 2 && wd.len() == 2 && xd[1] == wd[1],
+        "{what}: x {xd:?} and weight {wd:?} do not fit"
+    );
+    (xd[0], xd[1], wd[0])
 }
 
 fn dims(t: &FlexTensor) -> Vec<usize> {
@@ -121,6 +151,52 @@ impl FusedKernels for Flex {
         (out, probs)
     }
 
+    fn frozen_linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        let (rows, inp, out) = linear_dims("frozen_linear", &x, &weight);
+        if weight.dtype() == DType::F32 {
+            // Exactly the products the composed `linear` runs (so f32 results do not change): `x Wᵀ`
+            // through the transposed view, and `W x` for one row.
+            return if rows == 1 {
+                contiguous(matmul(weight, x.reshape(Shape::from(vec![inp, 1]))))
+                    .reshape(Shape::from(vec![1, out]))
+            } else {
+                matmul(x, weight.transpose(0, 1))
+            };
+        }
+        let y = with_weights(&weight, |w| {
+            frozen_linear::forward(&values(&x), w, rows, inp, out)
+        });
+        tensor(y, vec![rows, out])
+    }
+
+    fn frozen_linear_backward(dy: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        let d = dims(&dy);
+        assert!(d.len() == 2, "frozen_linear backward: dy {d:?} is not 2-D");
+        let (rows, out) = (d[0], d[1]);
+        let wd = dims(&weight);
+        assert!(
+            wd.len() == 2 && wd[0] == out,
+            "frozen_linear backward: dy [{rows}, {out}] and weight {wd:?} do not fit"
+        );
+        let inp = wd[1];
+        if weight.dtype() == DType::F32 {
+            // The composed backward's products: `dy W`, and `Wᵀ dy` for one row.
+            return if rows == 1 {
+                contiguous(matmul(
+                    weight.transpose(0, 1),
+                    dy.reshape(Shape::from(vec![out, 1])),
+                ))
+                .reshape(Shape::from(vec![1, inp]))
+            } else {
+                matmul(dy, weight)
+            };
+        }
+        let dx = with_weights(&weight, |w| {
+            frozen_linear::backward(&values(&dy), w, rows, inp, out)
+        });
+        tensor(dx, vec![rows, inp])
+    }
+
     fn attention_backward(
         q: FlexTensor,
         k: FlexTensor,
@@ -166,12 +242,15 @@ impl FusedOps for Flex {
     }
 
     fn fused_linear_rows(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        let (xd, wd) = (dims(&x), dims(&weight));
-        assert!(
-            xd.len() == 2 && wd.len() == 2 && xd[1] == wd[1],
-            "linear_rows: x {xd:?} and weight {wd:?} do not fit"
-        );
-        let y = kernels::linear_rows(&values(&x), &values(&weight), xd[1]);
-        tensor(y, vec![xd[0], wd[0]])
+        let (rows, inp, out) = linear_dims("linear_rows", &x, &weight);
+        if rows == 0 || inp == 0 {
+            return tensor(vec![0f32; rows * out], vec![rows, out]);
+        }
+        let y = with_weights(&weight, |w| frozen_linear::linear_rows(&values(&x), w, inp));
+        tensor(y, vec![rows, out])
+    }
+
+    fn fused_frozen_linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        <Flex as FusedKernels>::frozen_linear(x, weight)
     }
 }

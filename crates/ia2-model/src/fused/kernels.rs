@@ -4,7 +4,7 @@
 //! allocations) by one pass over the data, split across the rayon pool by rows. They are plain
 //! functions so the tests can compare them with a direct computation in f64.
 //!
-//! The work of one rayon task is a function defined with [`multiversioned!`]: compiled twice, as
+//! The work of one rayon task is a function defined with `multiversioned!`: compiled twice, as
 //! built (SSE2 on x86-64) and for AVX2 + FMA, and picked at run time. The arithmetic is the same
 //! either way (Rust never fuses a multiply and an add on its own, and the kernels fix their summation
 //! order), so results do not depend on the CPU; AVX2 doubles the lanes and the bytes in flight per
@@ -40,6 +40,7 @@ macro_rules! multiversioned {
         }
     };
 }
+pub(crate) use multiversioned;
 
 /// Rows per rayon task: at least ~16k elements, so small tensors stay on one thread.
 fn rows_per_task(row_len: usize) -> usize {
@@ -86,7 +87,7 @@ fn sum8(iter: impl Iterator<Item = f32>) -> f32 {
 }
 
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -392,36 +393,7 @@ multiversioned! {
 /// operand wastes a good part of the memory bandwidth. Here each task takes a block of `W`'s rows and
 /// dots each with every input row while it is in cache.
 pub fn linear_rows(x: &[f32], w: &[f32], inp: usize) -> Vec<f32> {
-    let rows = x.len() / inp;
-    let out = w.len() / inp;
-    // [out, rows] first (each task writes a contiguous block), transposed at the end when rows > 1.
-    let mut yt = vec![0f32; out * rows];
-    let block = 64;
-    yt.par_chunks_mut(block * rows)
-        .zip(w.par_chunks(block * inp))
-        .for_each(|(ys, ws)| dot_rows(ys, ws, x, inp));
-    if rows == 1 {
-        return yt;
-    }
-    let mut y = vec![0f32; out * rows];
-    for o in 0..out {
-        for r in 0..rows {
-            y[r * out + o] = yt[o * rows + r];
-        }
-    }
-    y
-}
-
-multiversioned! {
-    /// `ys[o * rows + r] = W[o] · x[r]` for a block of `W`'s rows.
-    fn dot_rows(ys: &mut [f32], ws: &[f32], x: &[f32], inp: usize) {
-        let rows = x.len() / inp;
-        for (yo, wo) in ys.chunks_exact_mut(rows).zip(ws.chunks_exact(inp)) {
-            for (y, xr) in yo.iter_mut().zip(x.chunks_exact(inp)) {
-                *y = dot(wo, xr);
-            }
-        }
-    }
+    super::frozen_linear::linear_rows(x, super::frozen_linear::Weights::F32(w), inp)
 }
 
 #[cfg(test)]

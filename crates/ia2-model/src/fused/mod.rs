@@ -11,10 +11,19 @@
 //! head_dim]`, so one matrix product per kv head serves its whole query group, nothing is repeated, and
 //! the key/value gradients come out summed over the group.
 //!
-//! Other backends (CUDA) run the composed ops; [`available`] says which path a tensor takes.
+//! Frozen projections ([`frozen_linear`](fn@frozen_linear), [`linear_rows`]) read their weight in the
+//! precision it is held in, f32, bf16 or f16: a half-precision weight is widened to f32 exactly, a tile
+//! of rows at a time, and multiplied with f32 accumulation, so the results are those of an f32 weight
+//! holding the same values up to summation order, at half the weight memory. The backward pass keeps
+//! only the weight (no copy of the input) and gives the input its gradient; see the module
+//! [`frozen_linear`](mod@frozen_linear).
+//!
+//! Other backends (CUDA) run the composed ops; [`available`] and [`weight_supported`] say which path a
+//! tensor takes.
 
 mod autodiff;
 mod flex;
+pub mod frozen_linear;
 pub mod kernels;
 
 use burn::backend::tensor::{BoolTensor, FloatTensor};
@@ -51,8 +60,14 @@ pub trait FusedOps: Backend {
         scale: f64,
     ) -> FloatTensor<Self>;
 
-    /// `x Wᵀ` for a few rows `x: [rows, in]` and a weight in its stored layout `W: [out, in]`.
+    /// `x Wᵀ` for a few rows `x: [rows, in]` and a weight in its stored layout `W: [out, in]`
+    /// (f32, bf16 or f16).
     fn fused_linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x Wᵀ` for `x: [rows, in]` (f32) and a frozen weight `W: [out, in]` in f32, bf16 or f16: the
+    /// backward pass gives `x` the gradient `dy W` and keeps only `W` (no weight gradient; a tracked
+    /// weight takes the composed path instead).
+    fn fused_frozen_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// The kernels behind [`FusedOps`] on a concrete backend: forward passes that also return what their
@@ -89,6 +104,13 @@ pub trait FusedKernels: Backend {
         mask: BoolTensor<Self>,
         scale: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// `x Wᵀ` for `x: [rows, in]`, `W: [out, in]` (f32, bf16 or f16).
+    fn frozen_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `dy W` for `dy: [rows, out]`: the input gradient of [`FusedKernels::frozen_linear`].
+    fn frozen_linear_backward(
+        dy: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
     /// `(dq, dk, dv)` from the forward's inputs, its probabilities and the output gradient.
     fn attention_backward(
         q: FloatTensor<Self>,
@@ -105,6 +127,16 @@ pub fn available<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32
         && matches!(
             t.device().as_dispatch().clone().inner(),
+            DispatchDevice::Flex(_)
+        )
+}
+
+/// Whether a weight can be read by [`frozen_linear`](fn@frozen_linear) and [`linear_rows`]: held in f32, bf16 or f16 on
+/// the flex backend.
+pub fn weight_supported<const D: usize>(w: &Tensor<D>) -> bool {
+    matches!(w.dtype(), DType::F32 | DType::BF16 | DType::F16)
+        && matches!(
+            w.device().as_dispatch().clone().inner(),
             DispatchDevice::Flex(_)
         )
 }
@@ -132,9 +164,21 @@ pub fn rope(x: Tensor<4>, cos: Tensor<3>, sin: Tensor<3>) -> Tensor<4> {
     ))
 }
 
-/// `x Wᵀ` for `x: [rows, in]` and `W: [out, in]`, reading `W` once (decoding a few sequences).
+/// `x Wᵀ` for `x: [rows, in]` and `W: [out, in]` (f32, bf16 or f16), reading `W` once (decoding a few
+/// sequences). Inference only: under autodiff it runs [`frozen_linear`](fn@frozen_linear).
 pub fn linear_rows(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_linear_rows(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+    ))
+}
+
+/// `x Wᵀ` for `x: [rows, in]` (f32) and a frozen weight `W: [out, in]` held in f32, bf16 or f16 (see
+/// [`weight_supported`]), in its stored layout. Computes in f32 without materialising a half-precision
+/// weight in f32 (the module [`frozen_linear`](mod@self::frozen_linear) states the numerics); under autodiff `x` gets the
+/// gradient `dy W`, and only `W` is kept for it.
+pub fn frozen_linear(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_frozen_linear(
         x.into_dispatch(),
         weight.into_dispatch(),
     ))
