@@ -174,6 +174,11 @@ pub struct Decoder {
     /// Use the fused kernels where the backend has them (see [`fused`]); off, every op is composed
     /// from burn's tensor ops (the tests compare the two).
     pub fused: bool,
+    /// Training: recompute each MLP's gate and up projections in the backward pass instead of keeping them
+    /// ([`fused::gated_mlp_recomputed`]; where gate and up carry no adapter and no bias, on the fused
+    /// path). Same values and gradients; the largest activations of a layer are not held, for two more
+    /// matrix products per layer in the backward pass. Off by default.
+    pub recompute_mlp: bool,
 }
 
 fn f32_view<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
@@ -279,6 +284,7 @@ impl Decoder {
             device: device.clone(),
             dtype,
             fused: true,
+            recompute_mlp: false,
         })
     }
 
@@ -555,6 +561,30 @@ impl Decoder {
     }
 
     fn mlp(&self, l: usize, x: Tensor<3>, adapter: Option<&Adapter>) -> Tensor<3> {
+        if self.recompute_mlp && x.is_autodiff() && self.fused && fused::available(&x) {
+            let proj = &self.layers[l].proj;
+            let (gate, up) = (&proj[Proj::Gate.index()], &proj[Proj::Up.index()]);
+            let adapted = |p: Proj| match adapter {
+                Some(Adapter::Lora { pairs, .. }) => pairs[slot(l, p)].is_some(),
+                Some(Adapter::Ia3 { vectors }) => vectors[slot(l, p)].is_some(),
+                _ => false,
+            };
+            let plain = |lin: &Linear| {
+                lin.bias.is_none()
+                    && fused::weight_supported(&lin.weight)
+                    && !lin.weight.is_require_grad()
+            };
+            if !adapted(Proj::Gate) && !adapted(Proj::Up) && plain(gate) && plain(up) {
+                let [b, s, h] = x.dims();
+                let act = fused::gated_mlp_recomputed(
+                    x.reshape([b * s, h]),
+                    gate.weight.clone(),
+                    up.weight.clone(),
+                );
+                let inter = act.dims()[1];
+                return self.project(l, Proj::Down, act.reshape([b, s, inter]), adapter);
+            }
+        }
         let gate = self.project(l, Proj::Gate, x.clone(), adapter);
         let up = self.project(l, Proj::Up, x, adapter);
         let act = if self.fused && fused::available(&gate) {

@@ -44,6 +44,9 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Rows per forward pass; 0 = the whole step in one forward.
     pub micro_batch: usize,
+    /// Recompute each MLP's gate / up projections in the backward pass instead of keeping them
+    /// (`Decoder::recompute_mlp`): less memory, more compute, the same numbers (not part of a run's identity).
+    pub recompute_mlp: bool,
     pub gradient_clip_val: Option<f64>,
     pub patience: usize,
     /// w in tna's `(1 − w)·MSE + w·CE`.
@@ -95,6 +98,7 @@ impl Default for TrainConfig {
             lr: 1e-4,
             batch_size: 4,
             micro_batch: 0,
+            recompute_mlp: false,
             gradient_clip_val: None,
             patience: 5,
             ce_loss_weight: 0.02,

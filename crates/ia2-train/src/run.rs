@@ -43,11 +43,12 @@ fn load_base(args: &TrainConfig) -> Result<Base> {
         "ia2 train creates its own adapter: --adapter is not accepted (a2t / t2a continue their phase-1 \
          adapter automatically)"
     );
-    base_from(args.model.load()?)
+    base_from(args.model.load()?, args)
 }
 
 /// The shared part of every run, from a model the caller already loaded (see [`run_with_model`]).
-fn base_from(model: LoadedModel) -> Result<Base> {
+fn base_from(mut model: LoadedModel, args: &TrainConfig) -> Result<Base> {
+    model.decoder.recompute_mlp = args.recompute_mlp;
     let fingerprint = teacher::model_fingerprint(&model.dir)?;
     let mut eos = model.generation.eos_token_ids.clone();
     let answer_eos = model.tokenizer.special_tokens().eos.as_ref().map(|e| e.1);
@@ -295,7 +296,7 @@ pub fn run_with_model(args: &TrainConfig, model: LoadedModel) -> Result<Vec<RunO
         model.adapter.is_none(),
         "ia2 train creates its own adapter: the preloaded model must not carry one"
     );
-    let base = base_from(model)?;
+    let base = base_from(model, args)?;
     let mut outcomes = Vec::new();
     for run in args.runs() {
         let outcome = train_one(args, &base, run)
@@ -311,7 +312,7 @@ pub fn precompute_teacher_with_model(
     model: LoadedModel,
 ) -> Result<Vec<PathBuf>> {
     args.validate()?;
-    let base = base_from(model)?;
+    let base = base_from(model, args)?;
     teacher_runs(args, &base)
 }
 

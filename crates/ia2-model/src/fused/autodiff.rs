@@ -93,6 +93,28 @@ impl<B: FusedKernels> Backward<B, 3> for AttentionBackward {
 }
 
 #[derive(Debug)]
+struct GatedMlpBackward;
+
+impl<B: FusedKernels> Backward<B, 1> for GatedMlpBackward {
+    /// The input and the two frozen weights (held by the model anyway): the projections are recomputed.
+    type State = (Prim<B>, Prim<B>, Prim<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let (x, w_gate, w_up) = ops.state;
+        let gate = B::frozen_linear(x.clone(), w_gate.clone());
+        let up = B::frozen_linear(x, w_up.clone());
+        let (dgate, dup) = B::silu_mul_backward(gate, up, dy);
+        let dx = B::float_add(
+            B::frozen_linear_backward(dgate, w_gate),
+            B::frozen_linear_backward(dup, w_up),
+        );
+        register::<B>(grads, x_node.map(|n| n.id), dx);
+    }
+}
+
+#[derive(Debug)]
 struct FrozenLinearBackward;
 
 impl<B: FusedKernels> Backward<B, 1> for FrozenLinearBackward {
@@ -181,6 +203,36 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     /// The frozen projection: the few-row kernel serves inference, where nothing is tracked.
     fn fused_linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::fused_frozen_linear(x, weight)
+    }
+
+    fn fused_gated_mlp(
+        x: FloatTensor<Self>,
+        w_gate: FloatTensor<Self>,
+        w_up: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if w_gate.is_tracked() || w_up.is_tracked() {
+            // Weights that want their gradients are not frozen: the ops that give them one.
+            let gate = Self::fused_frozen_linear(x.clone(), w_gate);
+            let up = Self::fused_frozen_linear(x, w_up);
+            return Self::fused_silu_mul(gate, up);
+        }
+        let guards = [x.node()];
+        let (x, wg, wu) = (
+            x.into_primitive(),
+            w_gate.into_primitive(),
+            w_up.into_primitive(),
+        );
+        let gate = B::frozen_linear(x.clone(), wg.clone());
+        let up = B::frozen_linear(x.clone(), wu.clone());
+        let y = B::silu_mul(gate, up);
+        match GatedMlpBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, wg, wu), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
     }
 
     fn fused_frozen_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -253,4 +253,10 @@ impl FusedOps for Flex {
     fn fused_frozen_linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
         <Flex as FusedKernels>::frozen_linear(x, weight)
     }
+
+    fn fused_gated_mlp(x: FlexTensor, w_gate: FlexTensor, w_up: FlexTensor) -> FlexTensor {
+        let gate = <Flex as FusedKernels>::frozen_linear(x.clone(), w_gate);
+        let up = <Flex as FusedKernels>::frozen_linear(x, w_up);
+        <Flex as FusedKernels>::silu_mul(gate, up)
+    }
 }

@@ -60,6 +60,12 @@ pub struct TrainCli {
     /// Rows per forward pass (left-padded); 0 = the whole step in one forward. Same mathematics either way.
     #[arg(long, alias = "micro_batch", default_value_t = 0)]
     pub micro_batch: usize,
+    /// Recompute each MLP's gate and up projections in the backward pass instead of keeping them until it:
+    /// the same numbers, bit for bit, with the two largest activations of every layer not held (≈ 0.8 GB
+    /// less for a 4B model at 300 tokens) for about a quarter more compute per training step. For large
+    /// models on little memory.
+    #[arg(long, alias = "recompute_mlp")]
+    pub recompute_mlp: bool,
     /// Clip the global gradient norm to this value.
     #[arg(long, alias = "gradient_clip_val", value_parser = crate::cli::finite_f64)]
     pub gradient_clip_val: Option<f64>,
@@ -186,6 +192,7 @@ mod tests {
             "2",
             "--micro_batch",
             "1",
+            "--recompute_mlp",
             "--gradient_clip_val",
             "1.5",
             "--patience",
@@ -249,6 +256,7 @@ mod tests {
             lr: 0.01,
             batch_size: 2,
             micro_batch: 1,
+            recompute_mlp: true,
             gradient_clip_val: Some(1.5),
             patience: 9,
             ce_loss_weight: 0.5,
