@@ -151,7 +151,7 @@ fn write_model(config: &ModelConfig, dir: &Path) -> Result<()> {
 
 /// A byte-level BPE tokenizer with one token per byte (id = byte value, GPT-2's byte-to-unicode map)
 /// and no merges, plus `<|endoftext|>`: any text round-trips exactly.
-fn byte_level_tokenizer_json() -> String {
+pub(crate) fn byte_level_tokenizer_json() -> String {
     let printable = |b: u32| {
         (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
     };

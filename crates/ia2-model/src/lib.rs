@@ -12,6 +12,7 @@ pub mod generate;
 pub mod hf;
 pub mod optim;
 pub mod rope;
+pub mod synthetic;
 
 pub use adapter::Adapter;
 pub use batch::{Batch, Capture, KvCache, Output, Positions};

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_scale;
 pub mod config;
 pub mod examples;
 pub mod loss;

@@ -14,8 +14,8 @@
 //! - **collapse**: the logits of the first training example's decode position have a spread (max − min over
 //!   the vocabulary) below [`COLLAPSE_SPREAD`]: the model predicts the uniform distribution whatever the
 //!   input, its CE is ln V. This is what an absurd learning rate leaves (hidden states overflow and the final
-//!   RMSNorm returns zeros) while the loss stays finite. Checked at every dev evaluation, at the end of every
-//!   epoch and on the state that is finally kept.
+//!   RMSNorm returns zeros) while the loss stays finite; or two different prompts give the same logits.
+//!   Judged, like explosion, on the state that is kept (one forward pass of the two probes per run).
 //!
 //! Differences from the seed, on purpose: a last partial batch of an epoch takes its own optimizer step (the
 //! seed silently carried its gradients into the next epoch's first step), the best dev state is restored
@@ -385,7 +385,6 @@ pub fn train(
         let dev_loss = checked_eval_loss(decoder, adapter, dev, cfg, "initial dev", (0, 0))?;
         (f64::NAN, Some(dev_loss.total))
     };
-    check_collapse(decoder, adapter, &probes, cfg.pad, (0, 0))?;
     let (mut step, mut bad_evals) = (0usize, 0usize);
     let mut best: Option<(LossSums, usize, Adapter)> = None;
     let mut outcome = LoopOutcome {
@@ -432,9 +431,6 @@ pub fn train(
             } else {
                 None
             };
-            if dev_loss.is_some() || end_of_epoch {
-                check_collapse(decoder, adapter, &probes, cfg.pad, at)?;
-            }
             let record = MetricsRecord {
                 step,
                 epoch,
@@ -475,9 +471,10 @@ pub fn train(
     // The state that is kept: the restored best state, else the last one.
     let at = (outcome.best_step.unwrap_or(step), outcome.final_epoch);
     ensure_finite_parameters(adapter, at)?;
-    // No collapse test here: every state that can be kept was tested when it was reached (the restored best
-    // state right after its dev evaluation, the last state at the end of its epoch, the start before any
-    // step).
+    // Collapse is judged on the kept state, like explosion below: a state that collapsed on the way but was
+    // not kept (early stopping and the best-state restore leave it behind) is no failure, and a kept state
+    // is tested whatever path led to it (one forward pass of the probes per run).
+    check_collapse(decoder, adapter, &probes, cfg.pad, at)?;
     // Explosion is judged on the kept state: a transient spike that early stopping and the best-state
     // restore leave behind is not a failure (the demo's a2t runs spike and recover); a kept state whose
     // every dev evaluation was far worse than the start is.

@@ -1,10 +1,13 @@
-//! `ia2 bench` flags of the three suites, parsed into [`BenchConfig`] (model), [`TrainBenchConfig`] and
-//! [`EvalBenchConfig`].
+//! `ia2 bench` flags of the suites, parsed into [`BenchConfig`] (model), [`TrainBenchConfig`],
+//! [`EvalBenchConfig`] and [`ScaleBenchConfig`].
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use ia2_eval::EvalBenchConfig;
+use ia2_load::WeightDtype;
 use ia2_model::bench::{BenchConfig, BenchSize};
+use ia2_model::synthetic::SyntheticModel;
 use ia2_train::bench::TrainBenchConfig;
+use ia2_train::bench_scale::ScaleBenchConfig;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -31,13 +34,15 @@ pub struct ModelBenchCli {
     /// Tokens generated greedily, with and without the KV cache.
     #[arg(long, default_value_t = 200)]
     pub decode_tokens: usize,
-    /// Worker threads (default: rayon's default, one per core).
+    /// Worker threads (default: rayon's default, one per core); with `--suite scale` alone, the scale
+    /// suite's (as --scale-threads).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Model size.
     #[arg(long, value_parser = size_parser(), default_value = "reference")]
     pub size: BenchSize,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as JSON to this file; with `--suite scale` alone, the scale suite's report
+    /// (as --scale-json).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -91,6 +96,104 @@ pub struct EvalBenchCli {
     pub gen_tokens: usize,
 }
 
+/// `qwen3-0.6b` / `qwen3-1.7b` / `qwen3-4b`, and the hidden test shape `tiny`.
+fn synthetic_parser() -> impl TypedValueParser<Value = SyntheticModel> {
+    PossibleValuesParser::new(SyntheticModel::ALL.map(|m| {
+        let c = m.config();
+        PossibleValue::new(m.as_str())
+            .help(format!(
+                "{} layers, hidden {}, intermediate {}, {}/{} heads x {}, vocab {}",
+                c.num_hidden_layers,
+                c.hidden_size,
+                c.intermediate_size,
+                c.num_attention_heads,
+                c.num_key_value_heads,
+                c.head_dim,
+                c.vocab_size
+            ))
+            .hide(m == SyntheticModel::Tiny)
+    }))
+    .map(|s| {
+        s.parse::<SyntheticModel>()
+            .expect("a possible value parses")
+    })
+}
+
+/// `f32` / `bf16` / `f16`, with the seed's spellings as hidden aliases.
+fn scale_dtype_parser() -> impl TypedValueParser<Value = WeightDtype> {
+    PossibleValuesParser::new(
+        WeightDtype::SPELLINGS.map(|(_, names)| PossibleValue::new(names[0]).aliases(&names[1..])),
+    )
+    .map(|s| s.parse::<WeightDtype>().expect("a possible value parses"))
+}
+
+/// Scale benchmark flags ([`ScaleBenchConfig`]); those that would collide with the model suite's are
+/// prefixed `scale-`.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct ScaleBenchCli {
+    /// Model shapes of the scale suite (synthetic checkpoints, written once under $IA2_CACHE/synthetic).
+    #[arg(
+        long,
+        value_parser = synthetic_parser(),
+        num_args = 1..,
+        value_delimiter = ',',
+        default_values = ["qwen3-0.6b", "qwen3-1.7b", "qwen3-4b"]
+    )]
+    pub sizes: Vec<SyntheticModel>,
+    /// Precisions the weights are held in (scale suite).
+    #[arg(
+        long,
+        value_parser = scale_dtype_parser(),
+        num_args = 1..,
+        value_delimiter = ',',
+        default_values = ["f32", "bf16"]
+    )]
+    pub dtypes: Vec<WeightDtype>,
+    /// Child processes per size and dtype (the table gives min–max ranges over them).
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: usize,
+    /// Tokens of the training sequence and of the longest evaluation prompt (scale suite).
+    #[arg(long, default_value_t = 300)]
+    pub seq_len: usize,
+    /// Response tokens of the training sequence: the positions of the activation MSE (scale suite).
+    #[arg(long, default_value_t = 1)]
+    pub response_tokens: usize,
+    /// Timed training steps per child process, after one warm-up step (scale suite).
+    #[arg(long, default_value_t = 2)]
+    pub train_steps: usize,
+    /// Prompts of the evaluation batch (scale suite).
+    #[arg(
+        id = "scale-eval-batch",
+        long = "scale-eval-batch",
+        default_value_t = 8
+    )]
+    pub eval_batch: usize,
+    /// Worker threads of each child process (default: one per core).
+    #[arg(id = "scale-threads", long = "scale-threads")]
+    pub threads: Option<usize>,
+    /// Also write the scale suite's report as JSON to this file.
+    #[arg(id = "scale-json", long = "scale-json")]
+    pub json: Option<PathBuf>,
+    /// Directory holding a tokenizer.json (e.g. ../shared/tokenizers/qwen3) to copy into the synthetic
+    /// checkpoints, so `ia2 train --model DIR` can run on them with real text (default: a byte-level
+    /// tokenizer).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Run every configuration, even where the memory estimate exceeds MemAvailable.
+    #[arg(long)]
+    pub ignore_memory_estimate: bool,
+    /// Train with the MLP's gate / up projections recomputed in the backward pass (as
+    /// `ia2 train --recompute-mlp`): less memory, more compute, the same numbers.
+    #[arg(long)]
+    pub recompute_mlp: bool,
+}
+
+impl ScaleBenchCli {
+    pub fn config(&self) -> anyhow::Result<ScaleBenchConfig> {
+        super::to_config(self)
+    }
+}
+
 impl ModelBenchCli {
     pub fn config(&self) -> anyhow::Result<BenchConfig> {
         super::to_config(self)
@@ -118,6 +221,7 @@ mod tests {
         super::super::assert_defaults_match::<ModelBenchCli, BenchConfig>();
         super::super::assert_defaults_match::<TrainBenchCli, TrainBenchConfig>();
         super::super::assert_defaults_match::<EvalBenchCli, EvalBenchConfig>();
+        super::super::assert_defaults_match::<ScaleBenchCli, ScaleBenchConfig>();
     }
 
     #[test]
@@ -132,5 +236,30 @@ mod tests {
         let e: EvalBenchCli = super::super::parse(&["--eval-size", "tiny"]).unwrap();
         assert_eq!(e.config().unwrap().size, BenchSize::Tiny);
         assert!(super::super::parse::<EvalBenchCli>(&["--eval-size", "huge"]).is_err());
+    }
+
+    #[test]
+    fn scale_flags_parse() {
+        let s: ScaleBenchCli = super::super::parse(&[
+            "--sizes",
+            "qwen3-0.6b,tiny",
+            "--dtypes",
+            "bfloat16",
+            "--repetitions",
+            "1",
+            "--scale-eval-batch",
+            "2",
+        ])
+        .unwrap();
+        let expected = ScaleBenchConfig {
+            sizes: vec![SyntheticModel::Qwen3_0_6B, SyntheticModel::Tiny],
+            dtypes: vec![WeightDtype::Bf16],
+            repetitions: 1,
+            eval_batch: 2,
+            ..ScaleBenchConfig::default()
+        };
+        assert_eq!(s.config().unwrap(), expected);
+        assert!(super::super::parse::<ScaleBenchCli>(&["--sizes", "qwen3-8b"]).is_err());
+        assert!(super::super::parse::<ScaleBenchCli>(&["--dtypes", "f64"]).is_err());
     }
 }
