@@ -123,6 +123,10 @@ pub struct TrainOptions {
     pub num_train_epochs: usize,
     pub batch_size: usize,
     pub micro_batch: usize,
+    /// `ia2 train --recompute-mlp` (less memory, same numbers; not part of a run's identity). Written to
+    /// plan files only when set, so plans of earlier versions read back unchanged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recompute_mlp: bool,
     pub patience: usize,
     pub dev_eval_steps: usize,
     pub gradient_clip_val: Option<f64>,
@@ -144,6 +148,7 @@ impl Default for TrainOptions {
             num_train_epochs: t.num_train_epochs,
             batch_size: t.batch_size,
             micro_batch: t.micro_batch,
+            recompute_mlp: t.recompute_mlp,
             patience: t.patience,
             dev_eval_steps: t.dev_eval_steps,
             gradient_clip_val: t.gradient_clip_val,

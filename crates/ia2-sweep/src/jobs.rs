@@ -79,6 +79,7 @@ fn common_train_config(c: &SweepConfig) -> Result<TrainConfig> {
         num_train_epochs: t.num_train_epochs,
         batch_size: t.batch_size,
         micro_batch: t.micro_batch,
+        recompute_mlp: t.recompute_mlp,
         patience: t.patience,
         dev_eval_steps: t.dev_eval_steps,
         seed: t.seed,
@@ -548,6 +549,21 @@ fn run_report(plan: &Plan, sweep_dir: &Path) -> Result<Produced> {
 
 #[cfg(test)]
 mod tests {
+    /// `[train] recompute_mlp` reaches every training; unset, it is not written (plans read back unchanged).
+    #[test]
+    fn recompute_mlp_passes_through_and_is_written_only_when_set() {
+        let mut c = SweepConfig::default();
+        assert!(!common_train_config(&c).unwrap().recompute_mlp);
+        let plain = serde_json::to_value(&c.train).unwrap();
+        assert!(plain.get("recompute_mlp").is_none(), "{plain}");
+        c.train.recompute_mlp = true;
+        assert!(common_train_config(&c).unwrap().recompute_mlp);
+        let set = serde_json::to_value(&c.train).unwrap();
+        assert_eq!(set["recompute_mlp"], serde_json::json!(true));
+        let back: crate::config::TrainOptions = serde_json::from_value(set).unwrap();
+        assert!(back.recompute_mlp);
+    }
+
     use super::*;
     use ia2_train::TopK;
 
