@@ -3,13 +3,24 @@
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use ia2_model::adapter::{LoraPair, slot};
+use ia2_model::synthetic::{SyntheticModel, SyntheticOptions, write_checkpoint};
 use ia2_model::{Adapter, Proj, load_decoder};
 
 #[test]
 fn merged_weights_take_the_decoder_precision() {
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();
-    ia2_testkit::write_test_model(tmp.path(), ia2_hf::Dtype::BF16);
+    let opts = SyntheticOptions {
+        dtype: ia2_hf::Dtype::BF16,
+        ..SyntheticOptions::default()
+    };
+    write_checkpoint(
+        &SyntheticModel::Tiny.config(),
+        tmp.path(),
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
     let mut model = load_decoder(tmp.path(), DType::F32, &device).unwrap();
     let c = model.config.clone();
     assert_eq!(model.layers[0].proj[0].weight.dtype(), DType::BF16);

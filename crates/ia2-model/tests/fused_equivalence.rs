@@ -9,25 +9,6 @@ use common::*;
 use ia2_model::adapter::{Ia3Vector, LoraPair, slot};
 use ia2_model::{Adapter, Batch, Capture, Decoder, Positions, Proj};
 
-/// Uniform values in `[-scale, scale)` from a splitmix64 stream.
-fn uniform(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-fn t2(v: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(v, shape), device)
-}
-
 /// One adapter of each kind, with nonzero values everywhere (so every gradient path is exercised).
 fn adapters(model: &Decoder, device: &Device) -> Vec<(&'static str, Adapter)> {
     let c = &model.config;

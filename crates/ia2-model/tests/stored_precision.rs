@@ -39,7 +39,7 @@ fn half_checkpoints_loaded_in_f32_hold_their_exact_values() {
     let ids: Vec<u32> = (0..40).map(|i| (i * 37 % 2048) as u32).collect();
     for stored in [Dtype::BF16, Dtype::F16] {
         let tmp = tempfile::tempdir().unwrap();
-        let config = write_model(tmp.path(), stored);
+        let (config, _) = write_model(tmp.path(), stored);
         let model = load_decoder(tmp.path(), DType::F32, &device).unwrap();
         let held = if stored == Dtype::BF16 {
             DType::BF16

@@ -50,10 +50,8 @@ fn weights_are_held_once() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let config = write_model(tmp.path(), ia2_hf::Dtype::F32);
-    let file_bytes = std::fs::metadata(tmp.path().join("model.safetensors"))
-        .unwrap()
-        .len() as f64;
+    let (config, file_bytes) = write_model(tmp.path(), ia2_hf::Dtype::F32);
+    let file_bytes = file_bytes as f64;
     let device = Device::flex();
     // Same dtype as the file: no anonymous copy of the 64 MiB; the pages are the file's. (Measured first:
     // memory freed by an earlier load would be reused without growing the resident set.)

@@ -204,7 +204,7 @@ fn forward_tiled(
     }
     let mut y = vec![0f32; rows * out];
     // `rhs[k, n] = W[o0 + n, k]`: column stride `inp`, row stride 1.
-    let mut run = |o0: usize, n: usize, tile: &[f32]| {
+    let run = |o0: usize, n: usize, tile: &[f32]| {
         // SAFETY: `y` has `rows × out` elements and the tile's columns `o0..o0 + n` lie inside it
         // (row stride `out`); `x` is `[rows, inp]`, `tile` is `[n, inp]`, as the strides say.
         unsafe {
@@ -231,19 +231,7 @@ fn forward_tiled(
             );
         }
     };
-    match w {
-        Weights::F32(ws) => run(0, out, ws),
-        _ => {
-            let tile = tile_rows(tile_elems, inp, out);
-            let mut buf = vec![0f32; tile * inp];
-            for o0 in (0..out).step_by(tile) {
-                let n = tile.min(out - o0);
-                let b = &mut buf[..n * inp];
-                w.widen_par(o0 * inp, b);
-                run(o0, n, b);
-            }
-        }
-    }
+    for_each_tile(w, inp, out, tile_elems, run);
     y
 }
 
@@ -270,7 +258,7 @@ fn backward_tiled(
         return backward_rows(dy, w, rows, inp, out, BACKWARD_ROWS_PER_TASK);
     }
     // `dx += dy[:, o0..o0 + k] · tile` with `tile = W[o0..o0 + k, :]`.
-    let mut run = |o0: usize, k: usize, tile: &[f32]| {
+    let run = |o0: usize, k: usize, tile: &[f32]| {
         // SAFETY: `dx` is `[rows, inp]`; `dy` is `[rows, out]` and its columns `o0..o0 + k` lie inside
         // it (row stride `out`); `tile` is `[k, inp]`, as the strides say.
         unsafe {
@@ -297,20 +285,33 @@ fn backward_tiled(
             );
         }
     };
+    for_each_tile(w, inp, out, tile_elems, run);
+    dx
+}
+
+/// Calls `run(o0, n, tile)` over `W: [out, inp]` by blocks of rows `o0..o0 + n`, `tile` holding them in
+/// f32: an f32 weight in one block as it is held, a half-precision one widened block by block into one
+/// reused buffer of at most `tile_elems` values.
+fn for_each_tile(
+    w: Weights,
+    inp: usize,
+    out: usize,
+    tile_elems: usize,
+    mut run: impl FnMut(usize, usize, &[f32]),
+) {
     match w {
         Weights::F32(ws) => run(0, out, ws),
         _ => {
             let tile = tile_rows(tile_elems, inp, out);
             let mut buf = vec![0f32; tile * inp];
             for o0 in (0..out).step_by(tile) {
-                let k = tile.min(out - o0);
-                let b = &mut buf[..k * inp];
+                let n = tile.min(out - o0);
+                let b = &mut buf[..n * inp];
                 w.widen_par(o0 * inp, b);
-                run(o0, k, b);
+                run(o0, n, b);
             }
         }
     }
-    dx
 }
 
 /// Rows of `W` per partial sum of [`backward_rows`]: fixed, so the order of the sums does not depend on
@@ -503,15 +504,7 @@ mod tests {
 
     /// Uniform values in `[-1, 1)` from a seeded LCG.
     fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        crate::fused::kernels::test_values(n, seed, 1.0)
     }
 
     /// The weight in each precision, and its values (the rounded ones) in f64.

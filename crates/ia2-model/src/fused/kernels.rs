@@ -396,20 +396,27 @@ pub fn linear_rows(x: &[f32], w: &[f32], inp: usize) -> Vec<f32> {
     super::frozen_linear::linear_rows(x, super::frozen_linear::Weights::F32(w), inp)
 }
 
+/// Test inputs of the kernels' unit tests: `n` values uniform in `[-half_width, half_width)` from a seeded
+/// LCG.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64, half_width: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * half_width
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
+        test_values(n, seed, 2.0)
     }
 
     fn close(a: &[f32], b: &[f64], tol: f64) {
