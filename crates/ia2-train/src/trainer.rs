@@ -377,13 +377,12 @@ pub fn train(
     // adapter stops here, before any step).
     let probes = probes(train);
     ensure_finite_parameters(adapter, (0, 0))?;
-    // The explosion test reads the initial train loss only when there is no dev set (see its end).
-    let (initial_train, initial_dev) = if dev.is_empty() {
-        let train_loss = checked_eval_loss(decoder, adapter, train, cfg, "initial train", (0, 0))?;
-        (train_loss.total, None)
+    // The explosion test's reference (see its end): the starting adapter's dev loss, or without a dev set
+    // its train loss (the kept state is then the last one, judged by its last epoch's train loss).
+    let initial = if dev.is_empty() {
+        checked_eval_loss(decoder, adapter, train, cfg, "initial train", (0, 0))?.total
     } else {
-        let dev_loss = checked_eval_loss(decoder, adapter, dev, cfg, "initial dev", (0, 0))?;
-        (f64::NAN, Some(dev_loss.total))
+        checked_eval_loss(decoder, adapter, dev, cfg, "initial dev", (0, 0))?.total
     };
     let (mut step, mut bad_evals) = (0usize, 0usize);
     let mut best: Option<(LossSums, usize, Adapter)> = None;
@@ -478,15 +477,16 @@ pub fn train(
     // Explosion is judged on the kept state: a transient spike that early stopping and the best-state
     // restore leave behind is not a failure (the demo's a2t runs spike and recover); a kept state whose
     // every dev evaluation was far worse than the start is.
-    match (outcome.best_dev, initial_dev) {
-        (Some(d), Some(init)) => check_explosion("best dev", d.total, init, at)?,
-        _ if outcome.total_steps > 0 => check_explosion(
+    match outcome.best_dev {
+        // A best dev state exists exactly when there is a dev set and a step was taken.
+        Some(d) => check_explosion("best dev", d.total, initial, at)?,
+        None if outcome.total_steps > 0 => check_explosion(
             "last epoch's mean train",
             outcome.last_epoch_train.total,
-            initial_train,
+            initial,
             at,
         )?,
-        _ => {}
+        None => {}
     }
     Ok(outcome)
 }
