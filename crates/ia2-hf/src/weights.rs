@@ -94,6 +94,19 @@ impl<'a> TensorView<'a> {
     pub fn file(&self) -> &'a Path {
         self.file
     }
+    /// Whether a model asking for this tensor in `asked` uses it as stored, straight from the mapping
+    /// ([`Weights::shared_bytes`]) rather than converted into memory of its own: stored in `asked`, or in
+    /// bf16 / f16 when f32 is asked (each 16-bit value is exactly an f32 value, widened where it is used),
+    /// and its elements aligned to their size in the mapping.
+    pub fn used_as_stored(&self, asked: Dtype) -> bool {
+        self.stored_exactly_as(asked)
+            && (self.data.as_ptr() as usize).is_multiple_of(self.dtype.size())
+    }
+    /// Whether every stored value is exactly a value of `asked`, so the tensor can be held as stored: the
+    /// same dtype, or bf16 / f16 asked for in f32.
+    pub fn stored_exactly_as(&self, asked: Dtype) -> bool {
+        self.dtype == asked || (asked == Dtype::F32 && self.dtype != Dtype::F32)
+    }
     /// Converts to f32 (exact for bf16/f16). Large tensors are converted in parallel blocks.
     pub fn to_f32_vec(&self) -> Vec<f32> {
         let n = self.numel();

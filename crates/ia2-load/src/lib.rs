@@ -275,11 +275,11 @@ impl ModelOptions {
             let Ok(view) = weights.get(name) else {
                 continue; // not a float tensor: not loaded as a weight
             };
-            let bytes = (view.numel() * held.size()) as u64;
-            if view.dtype() == held {
-                m.shared += bytes;
+            // The rule the decoder loads by (a bf16 file asked for in f32 stays mapped, 16-bit).
+            if view.used_as_stored(held) {
+                m.shared += view.bytes().len() as u64;
             } else {
-                m.private += bytes;
+                m.private += (view.numel() * held.size()) as u64;
             }
         }
         Ok(m)
@@ -331,6 +331,26 @@ mod tests {
             WeightMemory {
                 shared: 0,
                 private: f32.shared / 2
+            }
+        );
+        // A bf16 file asked for in f32 stays mapped, at its 16-bit size.
+        let tmp = tempfile::tempdir().unwrap();
+        let synthetic_opts = ia2_model::synthetic::SyntheticOptions::default(); // bf16 files
+        let config = ia2_model::synthetic::SyntheticModel::Tiny.config();
+        let written = ia2_model::synthetic::write_checkpoint(
+            &config,
+            tmp.path(),
+            &synthetic_opts,
+            &mut |_| {},
+        )
+        .unwrap();
+        let mut in_f32 = opts(WeightDtype::F32);
+        in_f32.model = tmp.path().display().to_string();
+        assert_eq!(
+            in_f32.weight_memory().unwrap(),
+            WeightMemory {
+                shared: written.bytes,
+                private: 0
             }
         );
         let m = WeightMemory {

@@ -17,28 +17,26 @@ impl WeightSource for Weights {
     fn tensor(&self, name: &str, dtype: DType) -> Result<TensorData> {
         let view = self.get(name)?;
         let shape = view.shape().to_vec();
-        let same = matches!(
-            (view.dtype(), dtype),
-            (Dtype::F32, DType::F32) | (Dtype::BF16, DType::BF16) | (Dtype::F16, DType::F16)
-        );
-        // Asked for f32, stored in bf16 / f16: every stored value is an f32, so the tensor is held as
-        // stored (mapped, half the memory) and widened exactly where it is used.
-        let narrower = dtype == DType::F32 && matches!(view.dtype(), Dtype::BF16 | Dtype::F16);
+        let asked = match dtype {
+            DType::F32 => Dtype::F32,
+            DType::BF16 => Dtype::BF16,
+            DType::F16 => Dtype::F16,
+            other => {
+                anyhow::bail!("tensor {name}: weights are held in f32, bf16 or f16, not {other:?}")
+            }
+        };
         let file_dtype = match view.dtype() {
             Dtype::F32 => DType::F32,
             Dtype::BF16 => DType::BF16,
             Dtype::F16 => DType::F16,
         };
-        // Elements must be aligned to their size to be read in place (safetensors writers align the data
-        // section; a file that does not is copied instead).
-        if (same || narrower)
-            && (view.bytes().as_ptr() as usize).is_multiple_of(view.dtype().size())
-        {
+        if view.used_as_stored(asked) {
             let bytes = Bytes::from_shared(self.shared_bytes(name)?, AllocationProperty::File);
             return TensorData::try_from_bytes(bytes, shape, file_dtype)
                 .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"));
         }
-        let data = if same || narrower {
+        // Misaligned in the file (safetensors writers align the data section): copied as stored.
+        let data = if view.stored_exactly_as(asked) {
             TensorData::from_bytes_vec(view.bytes().to_vec(), shape, file_dtype)
         } else {
             TensorData::new(view.to_f32_vec(), shape).convert_dtype(dtype)
