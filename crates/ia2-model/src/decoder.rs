@@ -11,6 +11,7 @@
 use crate::adapter::{Adapter, slot};
 use crate::batch::{Batch, Capture, KvCache, Output};
 use crate::config::{ModelConfig, Proj};
+use crate::rows::Rows;
 use crate::{fused, rope};
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::activation::silu;
@@ -396,10 +397,12 @@ impl Decoder {
         let past = cache.len();
         let mut positions = Vec::with_capacity(b * total);
         let mut masked = Vec::with_capacity(b * total * (past + total));
+        let mut real = Vec::with_capacity(b * total);
         for row in 0..b {
             let new_valid: Vec<bool> = std::iter::repeat_n(true, virt)
                 .chain(batch.mask_row(row).iter().copied())
                 .collect();
+            real.extend_from_slice(&new_valid);
             let mut next = cache.next_pos[row];
             for &v in &new_valid {
                 positions.push(if v { next } else { 0 });
@@ -423,6 +426,9 @@ impl Decoder {
             &self.device,
         );
 
+        // The per-token work runs on the real positions only (see `rows`).
+        let rows = Rows::new(b, total, &real, &self.device);
+        let mut x = rows.pack(x);
         let mut attn_out = Vec::new();
         let want_logits = !logit_pos.iter().all(Vec::is_empty);
         let last = self.layers.len() - 1;
@@ -436,9 +442,10 @@ impl Decoder {
                 &mask,
                 cache,
                 adapter,
+                &rows,
             );
             if capture.attn != crate::batch::Positions::None {
-                attn_out.push(gather(a.clone(), &attn_pos, &self.device));
+                attn_out.push(rows.gather(a.clone(), &attn_pos, &self.device));
             }
             let mut h = x + a;
             if l == last {
@@ -448,7 +455,7 @@ impl Decoder {
                     x = h;
                     break;
                 }
-                h = gather(h, &logit_pos, &self.device);
+                h = rows.gather(h, &logit_pos, &self.device);
             }
             let m = self.mlp(
                 l,
@@ -507,13 +514,14 @@ impl Decoder {
         mask: &Tensor<3, Bool>,
         cache: &mut KvCache,
         adapter: Option<&Adapter>,
+        rows: &Rows,
     ) -> Tensor<3> {
         let c = &self.config;
-        let [b, s, _] = x.dims();
+        let (b, s) = (rows.b, rows.t);
         let fuse = self.fused && fused::available(&x);
-        // [b, s, n*d] -> per-head norm (Qwen3) -> RoPE -> [b, n, s, d]
+        // working layout -> [b, s, n*d] -> per-head norm (Qwen3) -> RoPE -> [b, n, s, d]
         let heads = |t: Tensor<3>, n: usize, norm: &Option<RmsNorm>, rotate: bool| {
-            let t = t.reshape([b, s, n, c.head_dim]);
+            let t = rows.spread(t).reshape([b, s, n, c.head_dim]);
             let t = match norm {
                 Some(norm) => norm.forward(t, fuse),
                 None => t,
@@ -557,7 +565,7 @@ impl Decoder {
         let out = out
             .swap_dims(1, 2)
             .reshape([b, s, c.num_attention_heads * c.head_dim]);
-        self.project(l, Proj::O, out, adapter)
+        self.project(l, Proj::O, rows.pack(out), adapter)
     }
 
     fn mlp(&self, l: usize, x: Tensor<3>, adapter: Option<&Adapter>) -> Tensor<3> {
@@ -636,17 +644,4 @@ fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
     x.unsqueeze_dim::<5>(2)
         .expand([b, h, groups, t, d])
         .reshape([b, h * groups, t, d])
-}
-
-/// Rows of `x: [b, s, h]` at per-row positions -> `[b, p, h]`.
-fn gather(x: Tensor<3>, positions: &[Vec<usize>], device: &Device) -> Tensor<3> {
-    let [b, s, h] = x.dims();
-    let p = positions.first().map_or(0, Vec::len);
-    let flat: Vec<i64> = positions
-        .iter()
-        .enumerate()
-        .flat_map(|(row, ps)| ps.iter().map(move |&i| (row * s + i) as i64))
-        .collect();
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(flat, [b * p]), device);
-    x.reshape([b * s, h]).select(0, idx).reshape([b, p, h])
 }

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod hf;
 pub mod optim;
 pub mod rope;
+mod rows;
 pub mod synthetic;
 
 pub use adapter::Adapter;

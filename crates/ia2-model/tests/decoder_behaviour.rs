@@ -282,6 +282,71 @@ fn gradients_through_the_decoder_match_finite_differences() {
     }
 }
 
+/// The gradient of a loss summed over a left-padded batch equals the sum of each sequence's gradient
+/// alone: the packed real rows (see `rows.rs`) carry every gradient, and padding none.
+#[test]
+fn left_padded_batch_gradients_equal_the_sum_over_sequences_alone() {
+    for name in MODELS {
+        let Some((model, cases)) = load(name) else {
+            return;
+        };
+        let seqs: Vec<Vec<u32>> = (0..2).map(|i| ids(&cases, i)).collect();
+        assert_ne!(seqs[0].len(), seqs[1].len());
+        let mut adapter = lora_everywhere(&model, 2);
+        adapter.require_grad();
+        // CE of token 7 at the last position + MSE of every layer's attention output there.
+        let loss = |batch: &Batch| {
+            let capture = Capture {
+                logits: Positions::Last,
+                attn: Positions::Last,
+            };
+            let mut cache = model.new_cache(batch.batch, Some(&adapter));
+            let out = model
+                .forward(batch, &mut cache, Some(&adapter), &capture)
+                .unwrap();
+            let vocab = model.config.vocab_size;
+            let logp = log_softmax(out.logits.unwrap().reshape([batch.batch, vocab]), 1);
+            let idx = Tensor::<2, Int>::from_data(
+                TensorData::new(vec![7i64; batch.batch], [batch.batch, 1]),
+                &logp.device(),
+            );
+            let ce = logp.gather(1, idx).sum().neg();
+            let attn: Tensor<4> = Tensor::stack(out.attn, 0);
+            ce + attn.square().sum().mul_scalar(0.5)
+        };
+        let grads_of = |batch: &Batch| -> Vec<Vec<f32>> {
+            let grads = loss(batch).backward();
+            adapter
+                .tensors()
+                .iter()
+                .map(|t| match t {
+                    ia2_model::adapter::AdapterTensor::D2(t) => values(t.grad(&grads).unwrap()).0,
+                    ia2_model::adapter::AdapterTensor::D1(t) => values(t.grad(&grads).unwrap()).0,
+                })
+                .collect()
+        };
+        let batched = grads_of(&Batch::left_padded(&seqs, 0));
+        let mut alone = grads_of(&Batch::single(&seqs[0]));
+        for (sum, g) in alone.iter_mut().zip(grads_of(&Batch::single(&seqs[1]))) {
+            for (s, v) in sum.iter_mut().zip(g) {
+                *s += v;
+            }
+        }
+        let scale = alone
+            .iter()
+            .flatten()
+            .fold(0f32, |m, v| m.max(v.abs()))
+            .max(1e-6);
+        for (k, (b, a)) in batched.iter().zip(&alone).enumerate() {
+            let err = max_abs_diff(b, a);
+            assert!(
+                err <= 1e-4 * scale,
+                "{name} adapter tensor {k}: batched gradient differs by {err} (scale {scale})"
+            );
+        }
+    }
+}
+
 /// NaN stays NaN: a NaN weight makes every logit NaN, as in transformers (the fused softmax used to turn
 /// an all-NaN score row into zeros, hiding the corruption). Only the fused path is checked: the composed
 /// path on flex calls burn-flex's own attention, which has the same upstream behaviour (zeros for a row

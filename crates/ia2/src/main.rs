@@ -19,6 +19,23 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 headers).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory stays committed for a second before mimalloc hands it back to the kernel (its default is
+/// 10 ms). A training or evaluation step frees and reallocates the same activation buffers many times a
+/// second; with the default each reallocation page-faulted them in and the kernel zeroed them again
+/// (`clear_page`: about a tenth of a 0.6B act run's time, and more than half of its system time). Peak
+/// memory is that of the live buffers either way (a 0.6B act run: +2 % RSS). `MIMALLOC_PURGE_DELAY`
+/// in the environment still decides when set.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: called once at the start of `main`, before any other thread exists (mimalloc's options
+        // are not thread safe); the option index is a valid `mi_option_t`.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ia2",
@@ -69,6 +86,7 @@ enum Command {
 }
 
 fn main() {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -11,18 +11,24 @@
 //!
 //! # Memory and speed
 //!
-//! A half-precision weight is never materialised whole in f32: the gemm passes widen `W` a tile of
-//! rows at a time (at most [`TILE_ELEMS`] elements, 4 MiB of f32, into one buffer reused across tiles,
-//! the widening split across the rayon pool) and hand each tile to the same `gemm` crate flex uses;
-//! the backward pass accumulates the tiles' contributions into `dx` (`read_dst`). Up to [`FEW_ROWS`]
-//! rows (decoding, the language-model head at a few positions) both passes read `W` once instead:
-//! each task widens one row of `W` at a time into a small buffer and dots it with every input row
-//! ([`linear_rows`]), or adds its multiples into a partial `dx` of its own (summed in a fixed order).
+//! A half-precision weight is never materialised whole in f32. A product is split into tasks over the
+//! rayon pool by blocks of `W` of about [`TASK_ELEMS`] elements (1 MiB of f32): rows of `W` (output
+//! columns) in the forward pass, columns of `W` (input columns of `dx`) in the backward pass. Each task
+//! widens its block into a buffer of its own thread, hands it to a single-threaded call of the same
+//! `gemm` crate flex uses, and writes its own columns of the result. So each product is one parallel
+//! region (few wake-ups of the pool's threads), each weight element is widened and packed once, by the
+//! core that multiplies it, and every output element is one gemm sum over the whole inner dimension,
+//! whatever the number of threads. A weight with far more outputs than inputs (the language-model head)
+//! is summed in the backward pass over blocks of its rows instead ([`backward_by_rows`]). Up to
+//! [`FEW_ROWS`] rows (decoding, the language-model head at a few positions) both passes read `W` once
+//! instead: each task widens one row of `W` at a time into a small buffer and dots it with every input
+//! row ([`linear_rows`]), or adds its multiples into a partial `dx` of its own (summed in a fixed order).
 //! f32 weights are read in place.
 //!
-//! Measured on the 2-core AVX2 machine of the project (release build; ranges over interleaved runs
-//! on a busy machine): at `[300, 1024] × [3072, 1024]ᵀ` bf16 takes the time f32 takes (the product
-//! dominates; the widening costs a few per cent); at the language-model head, 8 rows of a
+//! Measured on the 2-core AVX2 machine of the project (release build, best of 15): one task per block
+//! instead of gemm's own threading over widened 4 MiB tiles took bf16 products of 144 rows from
+//! 73–104 to 108–139 GFLOP/s (`[144, 2048] × [1024, 2048]ᵀ`: 73 → 118) and of 600 rows from 129 to
+//! 187 GFLOP/s, f32 from 135 to 169 (2 cores; about 190 at most); at the language-model head, 8 rows of a
 //! `[151669, 1024]` weight, bf16 takes about half the time of f32 forward and backward, and the
 //! peak memory of forward + backward grows by 10 MiB where the former per-call f32 copy took 586 MiB.
 
@@ -58,10 +64,6 @@ impl Weights<'_> {
             .for_each(|(i, d)| widen_task(self, start + i * WIDEN_PER_TASK, d));
     }
 }
-
-/// Elements of a half-precision weight widened to f32 per gemm tile: 4 MiB of f32, a few rows of the
-/// largest projections; the buffer stays in the last-level cache between widening and packing.
-pub const TILE_ELEMS: usize = 1 << 20;
 
 /// Elements widened per rayon task.
 const WIDEN_PER_TASK: usize = 64 * 1024;
@@ -184,7 +186,7 @@ fn tile_rows(tile_elems: usize, inp: usize, out: usize) -> usize {
 
 /// `y = x Wᵀ`: `x: [rows, inp]`, `W: [out, inp]` -> `y: [rows, out]`.
 pub fn forward(x: &[f32], w: Weights, rows: usize, inp: usize, out: usize) -> Vec<f32> {
-    forward_tiled(x, w, rows, inp, out, TILE_ELEMS)
+    forward_tiled(x, w, rows, inp, out, TASK_ELEMS)
 }
 
 fn forward_tiled(
@@ -193,7 +195,7 @@ fn forward_tiled(
     rows: usize,
     inp: usize,
     out: usize,
-    tile_elems: usize,
+    task_elems: usize,
 ) -> Vec<f32> {
     check("frozen_linear", x.len(), w, rows, inp, out);
     if rows == 0 || out == 0 || inp == 0 {
@@ -202,43 +204,49 @@ fn forward_tiled(
     if rows <= FEW_ROWS && !matches!(w, Weights::F32(_)) {
         return linear_rows(x, w, inp);
     }
-    let mut y = vec![0f32; rows * out];
-    // `rhs[k, n] = W[o0 + n, k]`: column stride `inp`, row stride 1.
-    let run = |o0: usize, n: usize, tile: &[f32]| {
-        // SAFETY: `y` has `rows × out` elements and the tile's columns `o0..o0 + n` lie inside it
-        // (row stride `out`); `x` is `[rows, inp]`, `tile` is `[n, inp]`, as the strides say.
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                inp,
-                y.as_mut_ptr().add(o0),
-                1,
-                out as isize,
-                false,
-                x.as_ptr(),
-                1,
-                inp as isize,
-                tile.as_ptr(),
-                inp as isize,
-                1,
-                0f32,
-                1f32,
-                false,
-                false,
-                false,
-                parallelism(rows, n, inp),
-            );
-        }
-    };
-    for_each_tile(w, inp, out, tile_elems, run);
+    let mut y = Vec::<f32>::with_capacity(rows * out);
+    let dst = SharedOut(y.as_mut_ptr());
+    // Task: the output columns `o0..o0 + n`, from `W`'s rows `o0..o0 + n` (`rhs[k, j] = W[o0 + j, k]`).
+    let width = task_width(task_elems, inp, out, rows * inp * out);
+    for_each_task(out, width, |o0, n| {
+        with_block(w, inp, (o0, n), (0, inp), |tile, stride| {
+            // SAFETY: `y` has room for `rows × out` elements and this task writes only its columns
+            // `o0..o0 + n` (row stride `out`); `x` is `[rows, inp]`; `tile` holds `n` rows of `inp`
+            // elements at row stride `stride`.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    inp,
+                    dst.at(o0),
+                    1,
+                    out as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    inp as isize,
+                    tile,
+                    stride as isize,
+                    1,
+                    0f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        })
+    });
+    // SAFETY: the tasks cover the columns `0..out` of every row, so all `rows × out` are written.
+    unsafe { y.set_len(rows * out) };
     y
 }
 
 /// `dx = dy W`: `dy: [rows, out]`, `W: [out, inp]` -> `dx: [rows, inp]` (the input gradient of
 /// [`forward`]; the weight is frozen and gets none).
 pub fn backward(dy: &[f32], w: Weights, rows: usize, inp: usize, out: usize) -> Vec<f32> {
-    backward_tiled(dy, w, rows, inp, out, TILE_ELEMS)
+    backward_tiled(dy, w, rows, inp, out, TASK_ELEMS)
 }
 
 fn backward_tiled(
@@ -247,17 +255,71 @@ fn backward_tiled(
     rows: usize,
     inp: usize,
     out: usize,
-    tile_elems: usize,
+    task_elems: usize,
 ) -> Vec<f32> {
     check("frozen_linear backward", dy.len(), w, rows, out, inp);
-    let mut dx = vec![0f32; rows * inp];
     if rows == 0 || out == 0 || inp == 0 {
-        return dx;
+        return vec![0f32; rows * inp];
     }
     if rows <= FEW_ROWS && !matches!(w, Weights::F32(_)) {
         return backward_rows(dy, w, rows, inp, out, BACKWARD_ROWS_PER_TASK);
     }
-    // `dx += dy[:, o0..o0 + k] · tile` with `tile = W[o0..o0 + k, :]`.
+    if task_elems / out < MIN_WIDTH {
+        // A column block of `W` would hold more than a task's elements (the language-model head, far
+        // more outputs than inputs): sum over blocks of `W`'s rows instead.
+        return backward_by_rows(dy, w, rows, inp, out, task_elems);
+    }
+    let mut dx = Vec::<f32>::with_capacity(rows * inp);
+    let dst = SharedOut(dx.as_mut_ptr());
+    // Task: the input columns `i0..i0 + n` of `dx`, from the same columns of `W`
+    // (`rhs[o, j] = W[o, i0 + j]`); each task sums over every output.
+    let width = task_width(task_elems, out, inp, rows * inp * out);
+    for_each_task(inp, width, |i0, n| {
+        with_block(w, inp, (0, out), (i0, n), |tile, stride| {
+            // SAFETY: `dx` has room for `rows × inp` elements and this task writes only its columns
+            // `i0..i0 + n` (row stride `inp`); `dy` is `[rows, out]`; `tile` holds `out` rows of `n`
+            // elements at row stride `stride`.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    out,
+                    dst.at(i0),
+                    1,
+                    inp as isize,
+                    false,
+                    dy.as_ptr(),
+                    1,
+                    out as isize,
+                    tile,
+                    1,
+                    stride as isize,
+                    0f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        })
+    });
+    // SAFETY: the tasks cover the columns `0..inp` of every row, so all `rows × inp` are written.
+    unsafe { dx.set_len(rows * inp) };
+    dx
+}
+
+/// [`backward`] summed over blocks of `W`'s rows (`dx += dy[:, o0..o0 + k] · W[o0..o0 + k]`, each
+/// block's product split across the pool by gemm), for weights with far more outputs than inputs.
+fn backward_by_rows(
+    dy: &[f32],
+    w: Weights,
+    rows: usize,
+    inp: usize,
+    out: usize,
+    tile_elems: usize,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; rows * inp];
     let run = |o0: usize, k: usize, tile: &[f32]| {
         // SAFETY: `dx` is `[rows, inp]`; `dy` is `[rows, out]` and its columns `o0..o0 + k` lie inside
         // it (row stride `out`); `tile` is `[k, inp]`, as the strides say.
@@ -285,8 +347,94 @@ fn backward_tiled(
             );
         }
     };
-    for_each_tile(w, inp, out, tile_elems, run);
+    for_each_tile(w, inp, out, tile_elems.max(MIN_WIDTH * inp), run);
     dx
+}
+
+/// Elements of `W` per task of the gemm passes: 1 MiB of f32. A task widens its block (when `W` is held
+/// in half precision) into a buffer of its own thread, multiplies it on that thread right away, while
+/// it is in that core's cache, and writes its own columns of the result: one parallel region per
+/// product, each weight element widened and packed once.
+pub const TASK_ELEMS: usize = 1 << 18;
+
+/// The fewest rows or columns of `W` a task takes.
+const MIN_WIDTH: usize = 16;
+
+/// Below this many multiply-adds (flex's threshold for threading gemm) a product is one task.
+const PARALLEL_WORK: usize = 192 * 192 * 192;
+
+/// Rows (forward) or columns (backward) of `W` per task, for blocks whose other side is `len` long
+/// out of `total`: about `task_elems` elements, and at least four tasks. It depends only on the
+/// shapes, never on the number of threads (each output element's sum is the same either way).
+fn task_width(task_elems: usize, len: usize, total: usize, work: usize) -> usize {
+    if work < PARALLEL_WORK {
+        return total;
+    }
+    (task_elems / len.max(1))
+        .min(total.div_ceil(4))
+        .max(MIN_WIDTH)
+        .min(total)
+}
+
+/// Calls `task(start, n)` for the blocks `start..start + n` of `0..total` by `width`, across the rayon
+/// pool (inline when there is one block).
+fn for_each_task(total: usize, width: usize, task: impl Fn(usize, usize) + Sync) {
+    let blocks = total.div_ceil(width);
+    if blocks <= 1 {
+        return task(0, total);
+    }
+    (0..blocks)
+        .into_par_iter()
+        .for_each(|b| task(b * width, width.min(total - b * width)));
+}
+
+/// The output of the tasks of one product: each writes its own columns through this pointer.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+impl SharedOut {
+    /// The element `i` of the buffer.
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+// SAFETY: the tasks holding a `SharedOut` write disjoint elements of one live buffer.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+thread_local! {
+    /// The widened block of the task running on this thread (reused, so no allocation per task).
+    static BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Calls `f(ptr, row_stride)` with the block `W[r0..r0 + nr, c0..c0 + nc]` in f32: an f32 weight where
+/// it is held, a half-precision one widened into this thread's buffer.
+fn with_block(
+    w: Weights,
+    inp: usize,
+    (r0, nr): (usize, usize),
+    (c0, nc): (usize, usize),
+    f: impl FnOnce(*const f32, usize),
+) {
+    if let Weights::F32(ws) = w {
+        return f(ws[r0 * inp + c0..].as_ptr(), inp);
+    }
+    BLOCK.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.resize(nr * nc, 0.0);
+        widen_block(w, inp, r0, c0, nc, &mut buf);
+        f(buf.as_ptr(), nc)
+    })
+}
+
+multiversioned! {
+    /// `buf[r · nc + c] = W[r0 + r, c0 + c]` in f32 for the rows of `buf`.
+    fn widen_block(w: Weights, inp: usize, r0: usize, c0: usize, nc: usize, buf: &mut [f32]) {
+        for (r, dst) in buf.chunks_exact_mut(nc).enumerate() {
+            widen(w, (r0 + r) * inp + c0, dst);
+        }
+    }
 }
 
 /// Calls `run(o0, n, tile)` over `W: [out, inp]` by blocks of rows `o0..o0 + n`, `tile` holding them in
