@@ -23,7 +23,8 @@
 //! [`FEW_ROWS`] rows (decoding, the language-model head at a few positions) both passes read `W` once
 //! instead: each task widens one row of `W` at a time into a small buffer and dots it with every input
 //! row ([`linear_rows`]), or adds its multiples into a partial `dx` of its own (summed in a fixed order).
-//! f32 weights are read in place.
+//! f32 weights are read in place, each product one gemm call threaded by gemm (with nothing to widen,
+//! that is the faster split for them).
 //!
 //! Measured on the 2-core AVX2 machine of the project (release build, best of 15): one task per block
 //! instead of gemm's own threading over widened 4 MiB tiles took bf16 products of 144 rows from
@@ -207,7 +208,12 @@ fn forward_tiled(
     let mut y = Vec::<f32>::with_capacity(rows * out);
     let dst = SharedOut(y.as_mut_ptr());
     // Task: the output columns `o0..o0 + n`, from `W`'s rows `o0..o0 + n` (`rhs[k, j] = W[o0 + j, k]`).
-    let width = task_width(task_elems, inp, out, rows * inp * out);
+    // An f32 weight needs no widening: one gemm call, threaded by gemm itself, is faster there.
+    let width = match w {
+        Weights::F32(_) => out,
+        _ => task_width(task_elems, inp, out, rows * inp * out),
+    };
+    let threading = gemm_threading(w, rows, out, inp);
     for_each_task(out, width, |o0, n| {
         with_block(w, inp, (o0, n), (0, inp), |tile, stride| {
             // SAFETY: `y` has room for `rows × out` elements and this task writes only its columns
@@ -233,7 +239,7 @@ fn forward_tiled(
                     false,
                     false,
                     false,
-                    gemm::Parallelism::None,
+                    threading,
                 );
             }
         })
@@ -264,7 +270,7 @@ fn backward_tiled(
     if rows <= FEW_ROWS && !matches!(w, Weights::F32(_)) {
         return backward_rows(dy, w, rows, inp, out, BACKWARD_ROWS_PER_TASK);
     }
-    if task_elems / out < MIN_WIDTH {
+    if task_elems / out < MIN_WIDTH && !matches!(w, Weights::F32(_)) {
         // A column block of `W` would hold more than a task's elements (the language-model head, far
         // more outputs than inputs): sum over blocks of `W`'s rows instead.
         return backward_by_rows(dy, w, rows, inp, out, task_elems);
@@ -272,8 +278,12 @@ fn backward_tiled(
     let mut dx = Vec::<f32>::with_capacity(rows * inp);
     let dst = SharedOut(dx.as_mut_ptr());
     // Task: the input columns `i0..i0 + n` of `dx`, from the same columns of `W`
-    // (`rhs[o, j] = W[o, i0 + j]`); each task sums over every output.
-    let width = task_width(task_elems, out, inp, rows * inp * out);
+    // (`rhs[o, j] = W[o, i0 + j]`); each task sums over every output. An f32 weight: one gemm call.
+    let width = match w {
+        Weights::F32(_) => inp,
+        _ => task_width(task_elems, out, inp, rows * inp * out),
+    };
+    let threading = gemm_threading(w, rows, inp, out);
     for_each_task(inp, width, |i0, n| {
         with_block(w, inp, (0, out), (i0, n), |tile, stride| {
             // SAFETY: `dx` has room for `rows × inp` elements and this task writes only its columns
@@ -299,7 +309,7 @@ fn backward_tiled(
                     false,
                     false,
                     false,
-                    gemm::Parallelism::None,
+                    threading,
                 );
             }
         })
@@ -386,6 +396,15 @@ fn for_each_task(total: usize, width: usize, task: impl Fn(usize, usize) + Sync)
     (0..blocks)
         .into_par_iter()
         .for_each(|b| task(b * width, width.min(total - b * width)));
+}
+
+/// gemm's own threading for one call: an f32 weight's product is one call split by gemm across the
+/// pool as flex splits it ([`parallelism`]); a task of a half-precision one runs on its thread.
+fn gemm_threading(w: Weights, m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    match w {
+        Weights::F32(_) => parallelism(m, n, k),
+        _ => gemm::Parallelism::None,
+    }
 }
 
 /// The output of the tasks of one product: each writes its own columns through this pointer.
