@@ -205,48 +205,7 @@ fn forward_tiled(
     if rows <= FEW_ROWS && !matches!(w, Weights::F32(_)) {
         return linear_rows(x, w, inp);
     }
-    let mut y = Vec::<f32>::with_capacity(rows * out);
-    let dst = SharedOut(y.as_mut_ptr());
-    // Task: the output columns `o0..o0 + n`, from `W`'s rows `o0..o0 + n` (`rhs[k, j] = W[o0 + j, k]`).
-    // An f32 weight needs no widening: one gemm call, threaded by gemm itself, is faster there.
-    let width = match w {
-        Weights::F32(_) => out,
-        _ => task_width(task_elems, inp, out, rows * inp * out),
-    };
-    let threading = gemm_threading(w, rows, out, inp);
-    for_each_task(out, width, |o0, n| {
-        with_block(w, inp, (o0, n), (0, inp), |tile, stride| {
-            // SAFETY: `y` has room for `rows × out` elements and this task writes only its columns
-            // `o0..o0 + n` (row stride `out`); `x` is `[rows, inp]`; `tile` holds `n` rows of `inp`
-            // elements at row stride `stride`.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    n,
-                    inp,
-                    dst.at(o0),
-                    1,
-                    out as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    inp as isize,
-                    tile,
-                    stride as isize,
-                    1,
-                    0f32,
-                    1f32,
-                    false,
-                    false,
-                    false,
-                    threading,
-                );
-            }
-        })
-    });
-    // SAFETY: the tasks cover the columns `0..out` of every row, so all `rows × out` are written.
-    unsafe { y.set_len(rows * out) };
-    y
+    product(x, w, rows, inp, out, Pass::Forward, task_elems)
 }
 
 /// `dx = dy W`: `dy: [rows, out]`, `W: [out, inp]` -> `dx: [rows, inp]` (the input gradient of
@@ -275,35 +234,71 @@ fn backward_tiled(
         // more outputs than inputs): sum over blocks of `W`'s rows instead.
         return backward_by_rows(dy, w, rows, inp, out, task_elems);
     }
-    let mut dx = Vec::<f32>::with_capacity(rows * inp);
-    let dst = SharedOut(dx.as_mut_ptr());
-    // Task: the input columns `i0..i0 + n` of `dx`, from the same columns of `W`
-    // (`rhs[o, j] = W[o, i0 + j]`); each task sums over every output. An f32 weight: one gemm call.
-    let width = match w {
-        Weights::F32(_) => inp,
-        _ => task_width(task_elems, out, inp, rows * inp * out),
+    product(dy, w, rows, inp, out, Pass::Backward, task_elems)
+}
+
+/// Which product of `W: [out, inp]` [`product`] computes.
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    /// `x Wᵀ`: output columns = `W`'s rows, summed over `inp`.
+    Forward,
+    /// `dy W`: output columns = `W`'s columns, summed over `out`.
+    Backward,
+}
+
+/// `lhs · Wᵀ` (forward, `lhs: [rows, inp]`) or `lhs · W` (backward, `lhs: [rows, out]`), by blocks of
+/// output columns: each task takes the block of `W` that its columns read (rows of `W` forward, columns
+/// backward) and writes those columns of the result. An f32 weight needs no widening: its product is
+/// one gemm call, threaded by gemm itself, which is the faster split there.
+fn product(
+    lhs: &[f32],
+    w: Weights,
+    rows: usize,
+    inp: usize,
+    out: usize,
+    pass: Pass,
+    task_elems: usize,
+) -> Vec<f32> {
+    let (k, cols) = match pass {
+        Pass::Forward => (inp, out),
+        Pass::Backward => (out, inp),
     };
-    let threading = gemm_threading(w, rows, inp, out);
-    for_each_task(inp, width, |i0, n| {
-        with_block(w, inp, (0, out), (i0, n), |tile, stride| {
-            // SAFETY: `dx` has room for `rows × inp` elements and this task writes only its columns
-            // `i0..i0 + n` (row stride `inp`); `dy` is `[rows, out]`; `tile` holds `out` rows of `n`
-            // elements at row stride `stride`.
+    let mut dst = Vec::<f32>::with_capacity(rows * cols);
+    let shared = SharedOut(dst.as_mut_ptr());
+    let width = match w {
+        Weights::F32(_) => cols,
+        _ => task_width(task_elems, k, cols, rows * inp * out),
+    };
+    let threading = gemm_threading(w, rows, cols, k);
+    for_each_task(cols, width, |c0, n| {
+        // `rhs[kk, j]` is `W[c0 + j, kk]` forward and `W[kk, c0 + j]` backward.
+        let (block_rows, block_cols) = match pass {
+            Pass::Forward => ((c0, n), (0, inp)),
+            Pass::Backward => ((0, out), (c0, n)),
+        };
+        with_block(w, inp, block_rows, block_cols, |tile, stride| {
+            let (rhs_cs, rhs_rs) = match pass {
+                Pass::Forward => (stride, 1),
+                Pass::Backward => (1, stride),
+            };
+            // SAFETY: `dst` has room for `rows × cols` elements and this task writes only its columns
+            // `c0..c0 + n` (row stride `cols`); `lhs` is `[rows, k]`; `tile` holds the block of `W`
+            // above, `stride` elements apart along the block's rows, as the strides say.
             unsafe {
                 gemm::gemm(
                     rows,
                     n,
-                    out,
-                    dst.at(i0),
+                    k,
+                    shared.at(c0),
                     1,
-                    inp as isize,
+                    cols as isize,
                     false,
-                    dy.as_ptr(),
+                    lhs.as_ptr(),
                     1,
-                    out as isize,
+                    k as isize,
                     tile,
-                    1,
-                    stride as isize,
+                    rhs_cs as isize,
+                    rhs_rs as isize,
                     0f32,
                     1f32,
                     false,
@@ -314,9 +309,9 @@ fn backward_tiled(
             }
         })
     });
-    // SAFETY: the tasks cover the columns `0..inp` of every row, so all `rows × inp` are written.
-    unsafe { dx.set_len(rows * inp) };
-    dx
+    // SAFETY: the tasks cover the columns `0..cols` of every row, so all `rows × cols` are written.
+    unsafe { dst.set_len(rows * cols) };
+    dst
 }
 
 /// [`backward`] summed over blocks of `W`'s rows (`dx += dy[:, o0..o0 + k] · W[o0..o0 + k]`, each
