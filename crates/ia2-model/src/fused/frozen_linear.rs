@@ -176,7 +176,6 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     }
 }
 
-/// Rows of `W` per tile of about `tile_elems` elements for an inner dimension of `inp`.
 /// Rows of `W` per tile: `W` split into as few tiles of at most `tile_elems` elements (or one row) as
 /// possible, of equal size (no sliver of a last tile).
 fn tile_rows(tile_elems: usize, inp: usize, out: usize) -> usize {
@@ -232,7 +231,7 @@ fn backward_tiled(
     if task_elems / out < MIN_WIDTH && !matches!(w, Weights::F32(_)) {
         // A column block of `W` would hold more than a task's elements (the language-model head, far
         // more outputs than inputs): sum over blocks of `W`'s rows instead.
-        return backward_by_rows(dy, w, rows, inp, out, task_elems);
+        return backward_by_rows(dy, w, rows, inp, out, ROW_TILE_TASKS * task_elems);
     }
     product(dy, w, rows, inp, out, Pass::Backward, task_elems)
 }
@@ -352,7 +351,7 @@ fn backward_by_rows(
             );
         }
     };
-    for_each_tile(w, inp, out, tile_elems.max(MIN_WIDTH * inp), run);
+    for_each_tile(w, inp, out, tile_elems, run);
     dx
 }
 
@@ -361,6 +360,10 @@ fn backward_by_rows(
 /// it is in that core's cache, and writes its own columns of the result: one parallel region per
 /// product, each weight element widened and packed once.
 pub const TASK_ELEMS: usize = 1 << 18;
+
+/// [`backward_by_rows`] widens tiles of this many task budgets (4 MiB of f32: the tiles every product used
+/// before the split into tasks, so the head's input gradient is summed as it was).
+const ROW_TILE_TASKS: usize = 4;
 
 /// The fewest rows or columns of `W` a task takes.
 const MIN_WIDTH: usize = 16;
