@@ -602,6 +602,21 @@ fn eval_batch(
     })
 }
 
+/// A configuration that does not run: the reason logged, its repetitions counted on the progress bar.
+fn skipped(
+    result: ConfigResult,
+    reason: String,
+    bar: &indicatif::ProgressBar,
+    repetitions: usize,
+) -> ConfigResult {
+    tracing::warn!(size = %result.size, dtype = %result.dtype, "{reason}");
+    bar.inc(repetitions as u64);
+    ConfigResult {
+        status: Status::Skipped(reason),
+        ..result
+    }
+}
+
 /// Runs the suite: for each size, writes (once, cached) its synthetic checkpoint, then for each dtype checks
 /// the memory estimate and runs `repetitions` children. `child` builds the command of one child (the binary
 /// re-invoked with its hidden child flag and `spec` as JSON); it must print the [`ChildReport`] as JSON on
@@ -644,12 +659,7 @@ pub fn run(
                 summary: None,
             };
             if let Some(reason) = does_not_fit(estimate, available, cfg.ignore_memory_estimate) {
-                tracing::warn!(%size, %dtype, "{reason}");
-                bar.inc(cfg.repetitions as u64);
-                results.push(ConfigResult {
-                    status: Status::Skipped(reason),
-                    ..result
-                });
+                results.push(skipped(result, reason, &bar, cfg.repetitions));
                 continue;
             }
             // The checkpoint is stored in the dtype it is held in (the same bf16-representable values in
@@ -671,12 +681,7 @@ pub fn run(
                 Ok(ckpt) => ckpt,
                 Err(e) => {
                     let reason = format!("the synthetic checkpoint could not be written: {e:#}");
-                    tracing::warn!(%size, %dtype, "{reason}");
-                    bar.inc(cfg.repetitions as u64);
-                    results.push(ConfigResult {
-                        status: Status::Skipped(reason),
-                        ..result
-                    });
+                    results.push(skipped(result, reason, &bar, cfg.repetitions));
                     continue;
                 }
             };
