@@ -25,6 +25,7 @@ mod autodiff;
 mod flex;
 pub mod frozen_linear;
 pub mod kernels;
+pub mod widening;
 
 use burn::backend::tensor::{BoolTensor, FloatTensor};
 use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
