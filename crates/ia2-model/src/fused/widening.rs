@@ -8,12 +8,13 @@
 //! load and a shift, or one F16C conversion) and into the multiply-adds, read in the layout they are
 //! stored in:
 //! - **forward**, `y[r, o] = Σ_p x[r, p] · W[o, p]`: a register tile of [`ROWS`] rows of `x` × [`OUTS`]
-//!   rows of `W` multiplies eight consecutive `p` at a time, each output accumulating eight lane-wise
-//!   partial sums (a fused multiply-add per chunk of eight, in order of `p`), which are then summed in
-//!   a fixed order ([`hsum`]);
-//! - **backward**, `dx[r, i] = Σ_o dy[r, o] · W[o, i]`: a register tile of [`ROWS`] rows of `dy` ×
-//!   [`VECS`] vectors of eight consecutive `i`, each element one fused multiply-add per `o`, in order
-//!   of `o` from 0.
+//!   rows of `W` (with AVX-512's 32 registers, [`WIDE_OUTS`]) multiplies eight consecutive `p` at a
+//!   time, each output accumulating eight lane-wise partial sums (a fused multiply-add per chunk of
+//!   eight, in order of `p`), which are then summed in a fixed order ([`hsum`]);
+//! - **backward**, `dx[r, i] = Σ_o dy[r, o] · W[o, i]`: a register tile of [`BACK_ROWS`] rows of `dy`
+//!   × [`VECS`] vectors of eight consecutive `i` (with AVX-512, [`WIDE_ROWS`] × [`WIDE_VECS`]), each
+//!   element one fused multiply-add per `o`, in order of `o` from 0; the weights are widened into a
+//!   small packed strip first, reused by every row tile.
 //!
 //! Every output element is summed the same way whatever the tile it falls in, the task split or the
 //! number of threads, so results do not depend on either. The numerics are those of an f32 weight
@@ -27,6 +28,11 @@ use super::frozen_linear::Weights;
 
 /// Rows of `x` in a forward register tile.
 pub const ROWS: usize = 4;
+/// Rows of `W` in a forward register tile where AVX-512's 32 vector registers are there: 4 × 5
+/// accumulators (measured against 8 × 3, 6 × 3 and 5 × 4: 8 rows of `x` no longer stay in L1).
+pub const WIDE_OUTS: usize = 5;
+/// Rows of `dy` in a backward register tile where AVX-512's 32 vector registers are there.
+pub const WIDE_ROWS: usize = 8;
 /// Rows of `W` (outputs) in a forward register tile: 4 × 3 accumulators, 3 widened weight vectors
 /// and one input vector fill the 16 vector registers of AVX2.
 pub const OUTS: usize = 3;
@@ -35,8 +41,11 @@ pub const BACK_ROWS: usize = 6;
 /// Vectors of eight columns of `dx` in a backward register tile: 6 × 2 accumulators, 2 weight
 /// vectors and one broadcast (with 4 × 3, the compiler spills an accumulator every step).
 pub const VECS: usize = 2;
-/// Rows of `W` per block of the backward pass: a strip of `VECS` vectors of columns over this many
-/// rows (12 KiB in bf16) stays in L1 while every row tile of `dy` passes over it.
+/// Vectors of columns in a backward register tile where AVX-512's 32 vector registers are there:
+/// [`WIDE_ROWS`] × 3 accumulators.
+pub const WIDE_VECS: usize = 3;
+/// Rows of `W` per block of the backward pass: a strip of a tile's vectors of columns over this many
+/// rows, widened (at most 12 KiB), stays in L1 while every row tile of `dy` passes over it.
 pub const BLOCK: usize = 128;
 /// Lanes of a vector.
 pub const LANES: usize = 8;
@@ -148,7 +157,7 @@ pub fn hsum(l: [f32; LANES]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{BACK_ROWS, BLOCK, Dst, LANES, OUTS, ROWS, VECS};
+    use super::{BACK_ROWS, BLOCK, Dst, LANES, OUTS, ROWS, VECS, WIDE_OUTS, WIDE_ROWS, WIDE_VECS};
     use std::arch::x86_64::*;
 
     /// Eight weights at `w` widened to f32: f16 by F16C, bf16 by zero-extension and a shift (the bf16
@@ -213,9 +222,9 @@ mod x86 {
         }
     }
 
-    /// The forward tiles of rows `r0..` (at most `ROWS`) of one block of `O ≤ OUTS` weight rows.
+    /// The forward tiles of `left ≤ RT` rows of one block of `O ≤ OUTS` weight rows.
     #[inline(always)]
-    unsafe fn forward_rows<const O: usize, const F16: bool>(
+    unsafe fn forward_rows<const RT: usize, const O: usize, const F16: bool>(
         x: *const f32,
         left: usize,
         w: *const u16,
@@ -229,12 +238,44 @@ mod x86 {
                 1 => forward_tile::<1, O, F16>(x, w, inp, y, stride),
                 2 => forward_tile::<2, O, F16>(x, w, inp, y, stride),
                 3 => forward_tile::<3, O, F16>(x, w, inp, y, stride),
-                _ => forward_tile::<ROWS, O, F16>(x, w, inp, y, stride),
+                l if l < RT && l == 4 => forward_tile::<4, O, F16>(x, w, inp, y, stride),
+                l if l < RT && l == 5 => forward_tile::<5, O, F16>(x, w, inp, y, stride),
+                l if l < RT && l == 6 => forward_tile::<6, O, F16>(x, w, inp, y, stride),
+                l if l < RT && l == 7 => forward_tile::<7, O, F16>(x, w, inp, y, stride),
+                _ => forward_tile::<RT, O, F16>(x, w, inp, y, stride),
             }
         }
     }
 
+    /// [`forward_with`] with the AVX2 register file (16 vectors): tiles of [`ROWS`] rows.
     #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn forward_avx2<const F16: bool>(
+        x: &[f32],
+        rows: usize,
+        inp: usize,
+        w: *const u16,
+        (o0, n): (usize, usize),
+        dst: Dst,
+    ) {
+        // SAFETY: the caller's guarantees.
+        unsafe { forward_with::<ROWS, OUTS, F16>(x, rows, inp, w, (o0, n), dst) }
+    }
+
+    /// [`forward_with`] with AVX-512's 32 vector registers (the same 8-lane instructions): tiles of
+    /// [`ROWS`] × [`WIDE_OUTS`], so each row of `x` loaded serves more multiply-adds.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+    unsafe fn forward_avx512<const F16: bool>(
+        x: &[f32],
+        rows: usize,
+        inp: usize,
+        w: *const u16,
+        (o0, n): (usize, usize),
+        dst: Dst,
+    ) {
+        // SAFETY: the caller's guarantees.
+        unsafe { forward_with::<ROWS, WIDE_OUTS, F16>(x, rows, inp, w, (o0, n), dst) }
+    }
+
     pub(super) unsafe fn forward<const F16: bool>(
         x: &[f32],
         rows: usize,
@@ -244,10 +285,36 @@ mod x86 {
         n: usize,
         dst: Dst,
     ) {
+        // SAFETY: the caller's guarantees, and the features just detected.
+        unsafe {
+            if wide() {
+                forward_avx512::<F16>(x, rows, inp, w, (o0, n), dst)
+            } else {
+                forward_avx2::<F16>(x, rows, inp, w, (o0, n), dst)
+            }
+        }
+    }
+
+    /// Whether the CPU has AVX-512 (F and VL): 32 vector registers for the 8-lane kernels.
+    fn wide() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+
+    /// The forward pass of one block with row tiles of `RT` rows.
+    #[inline(always)]
+    unsafe fn forward_with<const RT: usize, const OT: usize, const F16: bool>(
+        x: &[f32],
+        rows: usize,
+        inp: usize,
+        w: *const u16,
+        (o0, n): (usize, usize),
+        dst: Dst,
+    ) {
         // Rows outermost: a tile's rows of `x` stay in L1 while the block's weight rows stream from
-        // L2, once per `ROWS` rows.
-        for r0 in (0..rows).step_by(ROWS) {
-            let left = (rows - r0).min(ROWS);
+        // L2, once per `RT` rows.
+        for r0 in (0..rows).step_by(RT) {
+            let left = (rows - r0).min(RT);
             // SAFETY: the caller's guarantees; every pointer below stays inside `x`, the block of `W`
             // and the destination's rows `r0..r0 + left`, columns `o0..o0 + n`.
             unsafe {
@@ -257,12 +324,18 @@ mod x86 {
                 while o < o0 + n {
                     let wo = w.add(o * inp);
                     let yo = yr.add(o);
-                    match (o0 + n - o).min(OUTS) {
-                        1 => forward_rows::<1, F16>(xr, left, wo, inp, yo, dst.stride),
-                        2 => forward_rows::<2, F16>(xr, left, wo, inp, yo, dst.stride),
-                        _ => forward_rows::<OUTS, F16>(xr, left, wo, inp, yo, dst.stride),
+                    match (o0 + n - o).min(OT) {
+                        1 => forward_rows::<RT, 1, F16>(xr, left, wo, inp, yo, dst.stride),
+                        2 => forward_rows::<RT, 2, F16>(xr, left, wo, inp, yo, dst.stride),
+                        l if l < OT && l == 3 => {
+                            forward_rows::<RT, 3, F16>(xr, left, wo, inp, yo, dst.stride)
+                        }
+                        l if l < OT && l == 4 => {
+                            forward_rows::<RT, 4, F16>(xr, left, wo, inp, yo, dst.stride)
+                        }
+                        _ => forward_rows::<RT, OT, F16>(xr, left, wo, inp, yo, dst.stride),
                     }
-                    o += OUTS;
+                    o += OT;
                 }
             }
         }
@@ -313,10 +386,11 @@ mod x86 {
         }
     }
 
-    /// Every row tile of `dy` over one packed strip of `V` vectors and `k` rows of `W`.
+    /// Every row tile (of at most `RT` rows) of `dy` over one packed strip of `V` vectors and `k`
+    /// rows of `W`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn backward_strip<const V: usize>(
+    unsafe fn backward_strip<const RT: usize, const V: usize>(
         dy: *const f32,
         rows: usize,
         out: usize,
@@ -326,23 +400,54 @@ mod x86 {
         dx: *mut f32,
         stride: usize,
     ) {
-        for r0 in (0..rows).step_by(BACK_ROWS) {
+        for r0 in (0..rows).step_by(RT) {
             // SAFETY: as for `backward_tile`, for the rows `r0..r0 + left` of `dy` and `dx`.
             unsafe {
                 let (g, d) = (dy.add(r0 * out), dx.add(r0 * stride));
-                match (rows - r0).min(BACK_ROWS) {
+                match (rows - r0).min(RT) {
                     1 => backward_tile::<1, V>(g, out, k, first, strip, d, stride),
                     2 => backward_tile::<2, V>(g, out, k, first, strip, d, stride),
                     3 => backward_tile::<3, V>(g, out, k, first, strip, d, stride),
                     4 => backward_tile::<4, V>(g, out, k, first, strip, d, stride),
                     5 => backward_tile::<5, V>(g, out, k, first, strip, d, stride),
-                    _ => backward_tile::<BACK_ROWS, V>(g, out, k, first, strip, d, stride),
+                    l if l < RT && l == 6 => {
+                        backward_tile::<6, V>(g, out, k, first, strip, d, stride)
+                    }
+                    l if l < RT && l == 7 => {
+                        backward_tile::<7, V>(g, out, k, first, strip, d, stride)
+                    }
+                    _ => backward_tile::<RT, V>(g, out, k, first, strip, d, stride),
                 }
             }
         }
     }
 
+    /// [`backward_with`] with the AVX2 register file: tiles of [`BACK_ROWS`] × [`VECS`].
     #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn backward_avx2<const F16: bool>(
+        dy: &[f32],
+        (rows, out, inp): (usize, usize, usize),
+        w: *const u16,
+        (i0, n): (usize, usize),
+        dst: Dst,
+    ) {
+        // SAFETY: the caller's guarantees.
+        unsafe { backward_with::<BACK_ROWS, VECS, F16>(dy, (rows, out, inp), w, (i0, n), dst) }
+    }
+
+    /// [`backward_with`] with AVX-512's 32 vector registers: tiles of [`WIDE_ROWS`] × [`WIDE_VECS`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+    unsafe fn backward_avx512<const F16: bool>(
+        dy: &[f32],
+        (rows, out, inp): (usize, usize, usize),
+        w: *const u16,
+        (i0, n): (usize, usize),
+        dst: Dst,
+    ) {
+        // SAFETY: the caller's guarantees.
+        unsafe { backward_with::<WIDE_ROWS, WIDE_VECS, F16>(dy, (rows, out, inp), w, (i0, n), dst) }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn backward<const F16: bool>(
         dy: &[f32],
@@ -354,14 +459,33 @@ mod x86 {
         n: usize,
         dst: Dst,
     ) {
-        // A strip of `VECS` vectors of columns over `BLOCK` rows of `W`, widened and packed
-        // contiguously (rows of `W` lie a multiple of 4 KiB apart in memory, and would evict each
-        // other from L1), then every row tile of `dy` passes over it; the tiles' sums go on from
-        // where the previous block of rows left them.
-        let mut strip = [0f32; BLOCK * VECS * LANES];
+        // SAFETY: the caller's guarantees, and the features just detected.
+        unsafe {
+            if wide() {
+                backward_avx512::<F16>(dy, (rows, out, inp), w, (i0, n), dst)
+            } else {
+                backward_avx2::<F16>(dy, (rows, out, inp), w, (i0, n), dst)
+            }
+        }
+    }
+
+    /// The backward pass of one block with register tiles of `RT` rows × `V` vectors.
+    #[inline(always)]
+    unsafe fn backward_with<const RT: usize, const V: usize, const F16: bool>(
+        dy: &[f32],
+        (rows, out, inp): (usize, usize, usize),
+        w: *const u16,
+        (i0, n): (usize, usize),
+        dst: Dst,
+    ) {
+        // A strip of `V` vectors of columns over `BLOCK` rows of `W`, widened and packed contiguously
+        // (rows of `W` lie a multiple of 4 KiB apart in memory, and would evict each other from L1),
+        // then every row tile of `dy` passes over it; the tiles' sums go on from where the previous
+        // block of rows left them.
+        let mut strip = [0f32; BLOCK * WIDE_VECS * LANES];
         let mut i = i0;
         while i < i0 + n {
-            let vecs = ((i0 + n - i) / LANES).min(VECS);
+            let vecs = ((i0 + n - i) / LANES).min(V);
             for o0 in (0..out).step_by(BLOCK) {
                 let k = (out - o0).min(BLOCK);
                 // SAFETY: the caller's guarantees; the strip holds `k × vecs` vectors, and every
@@ -376,21 +500,28 @@ mod x86 {
                     }
                     let (g, sp, d) = (dy.as_ptr().add(o0), strip.as_ptr(), dst.ptr.add(i));
                     let first = o0 == 0;
+                    let s = dst.stride;
                     match vecs {
-                        1 => backward_strip::<1>(g, rows, out, k, first, sp, d, dst.stride),
-                        _ => backward_strip::<VECS>(g, rows, out, k, first, sp, d, dst.stride),
+                        1 => backward_strip::<RT, 1>(g, rows, out, k, first, sp, d, s),
+                        2 => backward_strip::<RT, 2>(g, rows, out, k, first, sp, d, s),
+                        _ => backward_strip::<RT, V>(g, rows, out, k, first, sp, d, s),
                     }
                 }
             }
-            i += VECS * LANES;
+            i += V * LANES;
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use burn::tensor::{bf16, f16};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set: the kernels take their AVX2 tiles even where AVX-512 is there (each output is summed the
+    /// same either way, so other tests running meanwhile see the same results).
+    pub static NARROW: AtomicBool = AtomicBool::new(false);
 
     fn data(n: usize, seed: u64) -> Vec<f32> {
         crate::fused::kernels::test_values(n, seed, 1.0)
@@ -491,9 +622,24 @@ mod tests {
         if !supported() {
             return;
         }
-        // Rows and outputs over every edge of the 4 × 3 forward and 6 × 2 backward tiles, and more
+        for narrow in [false, true] {
+            NARROW.store(narrow, Ordering::Relaxed);
+            tiles_sum_in_the_documented_order();
+        }
+        NARROW.store(false, Ordering::Relaxed);
+    }
+
+    fn tiles_sum_in_the_documented_order() {
+        // Rows and outputs over every edge of the 4 × 3 and 4 × 5 forward and 6 × 2 and 8 × 3 backward tiles, and more
         // rows of `W` than a backward block holds.
-        for (rows, inp, out) in [(13, 8, 7), (7, 24, 5), (1, 16, 1), (6, 40, 2), (9, 16, 300)] {
+        for (rows, inp, out) in [
+            (13, 8, 7),
+            (7, 24, 5),
+            (1, 16, 1),
+            (6, 40, 2),
+            (9, 16, 300),
+            (23, 16, 4),
+        ] {
             let held = Held::new(out * inp, (rows * 7 + inp + out) as u64);
             let x = data(rows * inp, 3 + rows as u64);
             let dy = data(rows * out, 5 + out as u64);
