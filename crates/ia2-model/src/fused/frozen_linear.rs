@@ -280,7 +280,7 @@ fn product(
         // Blocks of whole vectors of columns (backward), so each task's columns are its own.
         let width = match pass {
             Pass::Forward => width,
-            Pass::Backward => width.next_multiple_of(widening::LANES).min(cols),
+            Pass::Backward => width.next_multiple_of(widening::COLUMN_BLOCK).min(cols),
         };
         let out_ptr = SharedOut(dst.as_mut_ptr());
         for_each_task(cols, width, |c0, n| {

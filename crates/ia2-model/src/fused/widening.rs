@@ -1,54 +1,68 @@
 //! Products with a half-precision weight widened in registers: `y = x Wᵀ` and `dx = dy W` for
 //! `W: [out, inp]` held in bf16 or f16, f32 activations, on x86-64 with AVX2, FMA and F16C.
 //!
-//! [`frozen_linear`](super::frozen_linear) otherwise widens a block of `W` into an f32 buffer and hands
+//! [`frozen_linear`](mod@super::frozen_linear) otherwise widens a block of `W` into an f32 buffer and hands
 //! it to gemm, which packs both operands again: at the 26–144 rows of a training batch or a dev
 //! evaluation that copying, and gemm's 16-row panels over a few rows, cost as much as a third of the
 //! product. Here the bf16 / f16 elements go from memory straight into vector registers (a widening
-//! load and a shift, or one F16C conversion) and into the multiply-adds, read in the layout they are
-//! stored in:
-//! - **forward**, `y[r, o] = Σ_p x[r, p] · W[o, p]`: a register tile of [`ROWS`] rows of `x` × [`OUTS`]
-//!   rows of `W` (with AVX-512's 32 registers, [`WIDE_OUTS`]) multiplies eight consecutive `p` at a
-//!   time, each output accumulating eight lane-wise partial sums (a fused multiply-add per chunk of
-//!   eight, in order of `p`), which are then summed in a fixed order ([`hsum`]);
-//! - **backward**, `dx[r, i] = Σ_o dy[r, o] · W[o, i]`: a register tile of [`BACK_ROWS`] rows of `dy`
-//!   × [`VECS`] vectors of eight consecutive `i` (with AVX-512, [`WIDE_ROWS`] × [`WIDE_VECS`]), each
-//!   element one fused multiply-add per `o`, in order of `o` from 0; the weights are widened into a
-//!   small packed strip first, reused by every row tile.
+//! load and a shift, or one F16C conversion) and into the multiply-adds. With `L` lanes per vector
+//! ([`lanes`]: 16 with AVX-512 and `inp` a multiple of 16, else 8 with AVX2):
+//! - **forward**, `y[r, o] = Σ_p x[r, p] · W[o, p]`: a register tile of rows of `x` × rows of `W`
+//!   ([`ROWS`] × [`OUTS`]; AVX-512 [`WIDE_ROWS`] × [`WIDE_OUTS`]), read in the layout they are stored
+//!   in, multiplies `L` consecutive `p` at a time: each output accumulates `L` lane-wise partial sums
+//!   (lane `l` a chain of fused multiply-adds over `p ≡ l mod L`, in order of `p`), which are then
+//!   summed in a fixed order ([`hsum`], [`hsum16`]);
+//! - **backward**, `dx[r, i] = Σ_o dy[r, o] · W[o, i]`: a register tile of rows of `dy` × vectors of
+//!   `L` consecutive `i` ([`BACK_ROWS`] × [`VECS`]; AVX-512 [`WIDE_BACK_ROWS`] × [`WIDE_VECS`]), each
+//!   element one fused multiply-add per `o`, in order of `o` from 0 (so both widths give the same
+//!   bits); the weights are widened into a small packed strip first ([`STRIP`]), reused by every row
+//!   tile.
 //!
 //! Every output element is summed the same way whatever the tile it falls in, the task split or the
 //! number of threads, so results do not depend on either. The numerics are those of an f32 weight
 //! holding the same values (every bf16 and f16 value is an f32 value), up to the order of the f32
-//! summation: the tests compare both passes with a direct f64 computation.
+//! summation: the tests pin the order of every tile shape of both widths bit for bit, and
+//! [`frozen_linear`](mod@super::frozen_linear)'s compare both passes with a direct f64 computation.
+//!
+//! Measured on the project's 2-core AVX-512 machine (interleaved, medians of 21; f32 weights through
+//! gemm for reference): `[144, 1024] × [3072, 1024]ᵀ` forward 5.9 ms (f32 9.1), backward 6.4 (8.6);
+//! `[26, 1024] × [3072, 1024]ᵀ` forward 1.3 (3.8), backward 1.5 (4.5); `[563, 1024] × [2048, 1024]ᵀ`
+//! forward 15.3 (19.2), backward 14.0 (18.2). The register tiles were chosen by measurement: the
+//! compiler spills accumulators beyond about 16 (AVX2) or 20 (AVX-512) vectors, which cost 1.6×.
 //!
 //! The kernels need `inp` to be a multiple of eight ([`applies`]); other shapes, other CPUs and f32
 //! weights take gemm.
 
 use super::frozen_linear::Weights;
 
-/// Rows of `x` in a forward register tile.
+/// Rows of `x` in a forward register tile (AVX2).
 pub const ROWS: usize = 4;
-/// Rows of `W` in a forward register tile where AVX-512's 32 vector registers are there: 4 × 5
-/// accumulators (measured against 8 × 3, 6 × 3 and 5 × 4: 8 rows of `x` no longer stay in L1).
-pub const WIDE_OUTS: usize = 5;
-/// Rows of `dy` in a backward register tile where AVX-512's 32 vector registers are there.
-pub const WIDE_ROWS: usize = 8;
-/// Rows of `W` (outputs) in a forward register tile: 4 × 3 accumulators, 3 widened weight vectors
-/// and one input vector fill the 16 vector registers of AVX2.
+/// Rows of `W` (outputs) in a forward register tile (AVX2): 4 × 3 accumulators, 3 widened weight
+/// vectors and one input vector fill the 16 vector registers.
 pub const OUTS: usize = 3;
-/// Rows of `dy` in a backward register tile.
+/// Rows of `dy` in a backward register tile (AVX2).
 pub const BACK_ROWS: usize = 6;
-/// Vectors of eight columns of `dx` in a backward register tile: 6 × 2 accumulators, 2 weight
+/// Vectors of columns of `dx` in a backward register tile (AVX2): 6 × 2 accumulators, 2 weight
 /// vectors and one broadcast (with 4 × 3, the compiler spills an accumulator every step).
 pub const VECS: usize = 2;
-/// Vectors of columns in a backward register tile where AVX-512's 32 vector registers are there:
-/// [`WIDE_ROWS`] × 3 accumulators.
-pub const WIDE_VECS: usize = 3;
-/// Rows of `W` per block of the backward pass: a strip of a tile's vectors of columns over this many
-/// rows, widened (at most 12 KiB), stays in L1 while every row tile of `dy` passes over it.
-pub const BLOCK: usize = 128;
-/// Lanes of a vector.
+/// Rows of `x` in a forward register tile with AVX-512 (16 lanes, 32 registers).
+pub const WIDE_ROWS: usize = 3;
+/// Rows of `W` in a forward register tile with AVX-512: 3 × 4 accumulators. Measured against 4 × 5,
+/// 4 × 4, 4 × 3, 3 × 5, 3 × 6 and 2 × 6: the tiles of 20 accumulators or more ran 1.6× slower (the
+/// compiler spills them), the others within a few per cent of each other.
+pub const WIDE_OUTS: usize = 4;
+/// Rows of `dy` in a backward register tile with AVX-512.
+pub const WIDE_BACK_ROWS: usize = 4;
+/// Vectors of 16 columns in a backward register tile with AVX-512: 4 × 4 accumulators (8 × 3, 6 × 2,
+/// 4 × 3 and 6 × 3 measured within a few per cent).
+pub const WIDE_VECS: usize = 4;
+/// f32 values of a backward strip (12 KiB): a tile's vectors of columns over as many rows of `W` as
+/// fit, widened; it stays in L1 while every row tile of `dy` passes over it.
+pub const STRIP: usize = 3072;
+/// Lanes of the narrowest vectors (AVX2); with AVX-512 and `inp` a multiple of 16, vectors of 16.
 pub const LANES: usize = 8;
+/// Columns of every backward block but the last: whole vectors of either width.
+pub const COLUMN_BLOCK: usize = 16;
 
 /// Whether the kernels run for this weight and input width on this CPU: a half-precision weight,
 /// `inp` a positive multiple of [`LANES`], and AVX2, FMA and F16C present.
@@ -112,7 +126,8 @@ pub unsafe fn forward_block(
 /// `i0..i0 + n` of `W: [out, inp]`, written at `dst[r, i]`.
 ///
 /// # Safety
-/// [`applies`] holds for `w` and `inp`; `i0` and `n` are multiples of [`LANES`] with `i0 + n ≤ inp`;
+/// [`applies`] holds for `w` and `inp`; `i0` is a multiple of [`COLUMN_BLOCK`] and `n` of
+/// [`lanes`]`(inp)` (checked);
 /// `dy` holds `rows × out` elements and `W` `out × inp`; `dst` has room for `rows` rows of
 /// `dst.stride ≥ i0 + n` elements, and no other thread reads or writes its columns `i0..i0 + n`
 /// meanwhile.
@@ -128,7 +143,11 @@ pub unsafe fn backward_block(
     dst: Dst,
 ) {
     debug_assert!(dy.len() >= rows * out && w.len() >= out * inp);
-    debug_assert!(i0.is_multiple_of(LANES) && n.is_multiple_of(LANES) && i0 + n <= inp);
+    assert!(
+        i0.is_multiple_of(COLUMN_BLOCK) && n.is_multiple_of(lanes(inp)) && i0 + n <= inp,
+        "widening backward: columns {i0}..{} are not whole blocks of {inp}",
+        i0 + n
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as the caller guarantees.
     unsafe {
@@ -146,50 +165,176 @@ pub unsafe fn backward_block(
     unreachable!("the kernels run on x86-64 only ({dy:?}, {rows}, {out}, {inp}, {i0}, {n})");
 }
 
-/// The order in which [`forward_block`] sums the eight lane-wise partial sums of an output: lanes
-/// `l` and `l + 4` first, then those pairs two apart, then the last two (`((l0 + l4) + (l2 + l6)) +
-/// ((l1 + l5) + (l3 + l7))`). The kernels' vector version does exactly this.
+/// The order in which [`forward_block`] sums the eight lane-wise partial sums of an output (AVX2):
+/// lanes `l` and `l + 4` first, then those pairs two apart, then the last two (`((l0 + l4) + (l2 +
+/// l6)) + ((l1 + l5) + (l3 + l7))`). The kernels' vector version does exactly this.
 pub fn hsum(l: [f32; LANES]) -> f32 {
     let s4 = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
     let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
     s2[0] + s2[1]
 }
 
+/// The same with 16 lanes (AVX-512): lanes `l` and `l + 8` first, then [`hsum`].
+pub fn hsum16(l: [f32; 2 * LANES]) -> f32 {
+    hsum(std::array::from_fn(|i| l[i] + l[i + LANES]))
+}
+
+/// Lanes of the vectors the kernels use for this input width on this CPU (16 with AVX-512 and `inp`
+/// a multiple of 16, else 8): each forward output is summed lane-wise in that many partial sums.
+pub fn lanes(inp: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::lanes(inp)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = inp;
+        LANES
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{BACK_ROWS, BLOCK, Dst, LANES, OUTS, ROWS, VECS, WIDE_OUTS, WIDE_ROWS, WIDE_VECS};
+    use super::{
+        BACK_ROWS, Dst, OUTS, ROWS, STRIP, VECS, WIDE_BACK_ROWS, WIDE_OUTS, WIDE_ROWS, WIDE_VECS,
+    };
     use std::arch::x86_64::*;
 
-    /// Eight weights at `w` widened to f32: f16 by F16C, bf16 by zero-extension and a shift (the bf16
-    /// bits are the upper half of the f32 ones).
-    #[inline(always)]
-    unsafe fn load8<const F16: bool>(w: *const u16) -> __m256 {
-        // SAFETY: the caller guarantees eight readable elements at `w`, and AVX2 / F16C.
-        unsafe {
-            let h = _mm_loadu_si128(w.cast());
-            if F16 {
-                _mm256_cvtph_ps(h)
-            } else {
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+    /// The vector operations of the kernels, on 8-lane (AVX2) or 16-lane (AVX-512) registers. Every
+    /// method is inlined into the `target_feature` entry points below, which enable what it uses.
+    pub(super) trait Simd {
+        type V: Copy;
+        const LANES: usize;
+        unsafe fn zero() -> Self::V;
+        unsafe fn load(p: *const f32) -> Self::V;
+        unsafe fn store(p: *mut f32, v: Self::V);
+        /// `a · b + c`, fused.
+        unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        unsafe fn splat(p: *const f32) -> Self::V;
+        /// `LANES` weights at `w` widened to f32: f16 by F16C, bf16 by zero-extension and a shift
+        /// (the bf16 bits are the upper half of the f32 ones).
+        unsafe fn widen<const F16: bool>(w: *const u16) -> Self::V;
+        /// The lanes summed in the documented order ([`super::hsum`], [`super::hsum16`]).
+        unsafe fn hsum(v: Self::V) -> f32;
+    }
+
+    /// AVX2 + FMA + F16C: 8 lanes.
+    pub(super) struct Ymm;
+    /// AVX-512 (F): 16 lanes.
+    pub(super) struct Zmm;
+
+    impl Simd for Ymm {
+        type V = __m256;
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            // SAFETY (all methods): the caller guarantees the memory and the target features.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            unsafe { _mm256_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> __m256 {
+            unsafe { _mm256_broadcast_ss(&*p) }
+        }
+        #[inline(always)]
+        unsafe fn widen<const F16: bool>(w: *const u16) -> __m256 {
+            unsafe {
+                let h = _mm_loadu_si128(w.cast());
+                if F16 {
+                    _mm256_cvtph_ps(h)
+                } else {
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn hsum(a: __m256) -> f32 {
+            unsafe {
+                let s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+                let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+                _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
             }
         }
     }
 
-    /// [`super::hsum`] of a vector's lanes.
-    #[inline(always)]
-    unsafe fn hsum(a: __m256) -> f32 {
-        // SAFETY: AVX is present (the caller's target features).
-        unsafe {
-            let s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
-            let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-            _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
+    impl Simd for Zmm {
+        type V = __m512;
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            unsafe { _mm512_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> __m512 {
+            unsafe { _mm512_set1_ps(*p) }
+        }
+        #[inline(always)]
+        unsafe fn widen<const F16: bool>(w: *const u16) -> __m512 {
+            unsafe {
+                let h = _mm256_loadu_si256(w.cast());
+                if F16 {
+                    _mm512_cvtph_ps(h)
+                } else {
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn hsum(a: __m512) -> f32 {
+            unsafe {
+                // Lanes `l` and `l + 8` first, then the 8-lane order.
+                let lo = _mm512_castps512_ps256(a);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+                Ymm::hsum(_mm256_add_ps(lo, hi))
+            }
+        }
+    }
+
+    /// Whether the CPU has AVX-512 (F) for the 16-lane kernels.
+    fn wide() -> bool {
+        #[cfg(test)]
+        if super::tests::NARROW.with(|n| n.get()) {
+            return false;
+        }
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+
+    /// The 16-lane kernels for this input width: AVX-512 and `inp` a multiple of 16.
+    pub(super) fn lanes(inp: usize) -> usize {
+        if wide() && inp.is_multiple_of(Zmm::LANES) {
+            Zmm::LANES
+        } else {
+            Ymm::LANES
         }
     }
 
     /// One forward register tile: rows `x[0..R]` (stride `inp`) times the weight rows `w[0..O]`,
     /// written at `y[r · stride + o]`.
     #[inline(always)]
-    unsafe fn forward_tile<const R: usize, const O: usize, const F16: bool>(
+    unsafe fn forward_tile<S: Simd, const R: usize, const O: usize, const F16: bool>(
         x: *const f32,
         w: *const u16,
         inp: usize,
@@ -199,32 +344,32 @@ mod x86 {
         // SAFETY: the caller guarantees `R` rows of `inp` inputs, `O` weight rows of `inp` and the
         // outputs, and the target features.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); O]; R];
+            let mut acc = [[S::zero(); O]; R];
             let mut c = 0;
             while c < inp {
-                let mut wv = [_mm256_setzero_ps(); O];
+                let mut wv = [S::zero(); O];
                 for (o, v) in wv.iter_mut().enumerate() {
-                    *v = load8::<F16>(w.add(o * inp + c));
+                    *v = S::widen::<F16>(w.add(o * inp + c));
                 }
                 for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let xv = _mm256_loadu_ps(x.add(r * inp + c));
+                    let xv = S::load(x.add(r * inp + c));
                     for (a, &v) in acc_r.iter_mut().zip(&wv) {
-                        *a = _mm256_fmadd_ps(xv, v, *a);
+                        *a = S::fma(xv, v, *a);
                     }
                 }
-                c += LANES;
+                c += S::LANES;
             }
             for (r, acc_r) in acc.iter().enumerate() {
                 for (o, &a) in acc_r.iter().enumerate() {
-                    *y.add(r * stride + o) = hsum(a);
+                    *y.add(r * stride + o) = S::hsum(a);
                 }
             }
         }
     }
 
-    /// The forward tiles of `left ≤ RT` rows of one block of `O ≤ OUTS` weight rows.
+    /// The forward tiles of `left ≤ RT` rows of one block of `O` weight rows.
     #[inline(always)]
-    unsafe fn forward_rows<const RT: usize, const O: usize, const F16: bool>(
+    unsafe fn forward_rows<S: Simd, const RT: usize, const O: usize, const F16: bool>(
         x: *const f32,
         left: usize,
         w: *const u16,
@@ -235,78 +380,19 @@ mod x86 {
         // SAFETY: as for `forward_tile`, with `left` rows.
         unsafe {
             match left {
-                1 => forward_tile::<1, O, F16>(x, w, inp, y, stride),
-                2 => forward_tile::<2, O, F16>(x, w, inp, y, stride),
-                3 => forward_tile::<3, O, F16>(x, w, inp, y, stride),
-                l if l < RT && l == 4 => forward_tile::<4, O, F16>(x, w, inp, y, stride),
-                l if l < RT && l == 5 => forward_tile::<5, O, F16>(x, w, inp, y, stride),
-                l if l < RT && l == 6 => forward_tile::<6, O, F16>(x, w, inp, y, stride),
-                l if l < RT && l == 7 => forward_tile::<7, O, F16>(x, w, inp, y, stride),
-                _ => forward_tile::<RT, O, F16>(x, w, inp, y, stride),
+                1 => forward_tile::<S, 1, O, F16>(x, w, inp, y, stride),
+                2 => forward_tile::<S, 2, O, F16>(x, w, inp, y, stride),
+                3 => forward_tile::<S, 3, O, F16>(x, w, inp, y, stride),
+                _ => forward_tile::<S, RT, O, F16>(x, w, inp, y, stride),
             }
         }
     }
 
-    /// [`forward_with`] with the AVX2 register file (16 vectors): tiles of [`ROWS`] rows.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn forward_avx2<const F16: bool>(
-        x: &[f32],
-        rows: usize,
-        inp: usize,
-        w: *const u16,
-        (o0, n): (usize, usize),
-        dst: Dst,
-    ) {
-        // SAFETY: the caller's guarantees.
-        unsafe { forward_with::<ROWS, OUTS, F16>(x, rows, inp, w, (o0, n), dst) }
-    }
-
-    /// [`forward_with`] with AVX-512's 32 vector registers (the same 8-lane instructions): tiles of
-    /// [`ROWS`] × [`WIDE_OUTS`], so each row of `x` loaded serves more multiply-adds.
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-    unsafe fn forward_avx512<const F16: bool>(
-        x: &[f32],
-        rows: usize,
-        inp: usize,
-        w: *const u16,
-        (o0, n): (usize, usize),
-        dst: Dst,
-    ) {
-        // SAFETY: the caller's guarantees.
-        unsafe { forward_with::<ROWS, WIDE_OUTS, F16>(x, rows, inp, w, (o0, n), dst) }
-    }
-
-    pub(super) unsafe fn forward<const F16: bool>(
-        x: &[f32],
-        rows: usize,
-        inp: usize,
-        w: *const u16,
-        o0: usize,
-        n: usize,
-        dst: Dst,
-    ) {
-        // SAFETY: the caller's guarantees, and the features just detected.
-        unsafe {
-            if wide() {
-                forward_avx512::<F16>(x, rows, inp, w, (o0, n), dst)
-            } else {
-                forward_avx2::<F16>(x, rows, inp, w, (o0, n), dst)
-            }
-        }
-    }
-
-    /// Whether the CPU has AVX-512 (F and VL): 32 vector registers for the 8-lane kernels.
-    fn wide() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-    }
-
-    /// The forward pass of one block with row tiles of `RT` rows.
+    /// The forward pass of one block with tiles of `RT ≤ 4` rows × `OT ≤ 4` outputs.
     #[inline(always)]
-    unsafe fn forward_with<const RT: usize, const OT: usize, const F16: bool>(
+    unsafe fn forward_with<S: Simd, const RT: usize, const OT: usize, const F16: bool>(
         x: &[f32],
-        rows: usize,
-        inp: usize,
+        (rows, inp): (usize, usize),
         w: *const u16,
         (o0, n): (usize, usize),
         dst: Dst,
@@ -320,20 +406,20 @@ mod x86 {
             unsafe {
                 let xr = x.as_ptr().add(r0 * inp);
                 let yr = dst.ptr.add(r0 * dst.stride);
+                let s = dst.stride;
                 let mut o = o0;
                 while o < o0 + n {
-                    let wo = w.add(o * inp);
-                    let yo = yr.add(o);
+                    let (wo, yo) = (w.add(o * inp), yr.add(o));
                     match (o0 + n - o).min(OT) {
-                        1 => forward_rows::<RT, 1, F16>(xr, left, wo, inp, yo, dst.stride),
-                        2 => forward_rows::<RT, 2, F16>(xr, left, wo, inp, yo, dst.stride),
+                        1 => forward_rows::<S, RT, 1, F16>(xr, left, wo, inp, yo, s),
+                        2 => forward_rows::<S, RT, 2, F16>(xr, left, wo, inp, yo, s),
                         l if l < OT && l == 3 => {
-                            forward_rows::<RT, 3, F16>(xr, left, wo, inp, yo, dst.stride)
+                            forward_rows::<S, RT, 3, F16>(xr, left, wo, inp, yo, s)
                         }
                         l if l < OT && l == 4 => {
-                            forward_rows::<RT, 4, F16>(xr, left, wo, inp, yo, dst.stride)
+                            forward_rows::<S, RT, 4, F16>(xr, left, wo, inp, yo, s)
                         }
-                        _ => forward_rows::<RT, OT, F16>(xr, left, wo, inp, yo, dst.stride),
+                        _ => forward_rows::<S, RT, OT, F16>(xr, left, wo, inp, yo, s),
                     }
                     o += OT;
                 }
@@ -341,12 +427,57 @@ mod x86 {
         }
     }
 
-    /// One backward register tile: `dx[r, 8v..8v + 8] (+)= Σ_{o < k} dy[r, o] · strip[o, 8v..8v + 8]`
-    /// for `R` rows of `dy` (stride `out`) and the `V` vectors of a packed strip (`[k, 8V]`, f32),
-    /// starting from zero when `first`, else from what `dx` holds (the sum so far, in order of `o`).
+    /// AVX2: tiles of [`ROWS`] × [`OUTS`] (16 vector registers).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn forward_ymm<const F16: bool>(
+        x: &[f32],
+        shape: (usize, usize),
+        w: *const u16,
+        block: (usize, usize),
+        dst: Dst,
+    ) {
+        // SAFETY: the caller's guarantees.
+        unsafe { forward_with::<Ymm, ROWS, OUTS, F16>(x, shape, w, block, dst) }
+    }
+
+    /// AVX-512: 16 lanes, tiles of [`WIDE_ROWS`] × [`WIDE_OUTS`] (32 vector registers).
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn forward_zmm<const F16: bool>(
+        x: &[f32],
+        shape: (usize, usize),
+        w: *const u16,
+        block: (usize, usize),
+        dst: Dst,
+    ) {
+        // SAFETY: the caller's guarantees.
+        unsafe { forward_with::<Zmm, WIDE_ROWS, WIDE_OUTS, F16>(x, shape, w, block, dst) }
+    }
+
+    pub(super) unsafe fn forward<const F16: bool>(
+        x: &[f32],
+        rows: usize,
+        inp: usize,
+        w: *const u16,
+        o0: usize,
+        n: usize,
+        dst: Dst,
+    ) {
+        // SAFETY: the caller's guarantees, and the features just detected.
+        unsafe {
+            if lanes(inp) == Zmm::LANES {
+                forward_zmm::<F16>(x, (rows, inp), w, (o0, n), dst)
+            } else {
+                forward_ymm::<F16>(x, (rows, inp), w, (o0, n), dst)
+            }
+        }
+    }
+
+    /// One backward register tile: `dx[r, v] (+)= Σ_{o < k} dy[r, o] · strip[o, v]` for `R` rows of
+    /// `dy` (stride `out`) and the `V` vectors of a packed strip (`[k, V · LANES]`, f32), starting
+    /// from zero when `first`, else from what `dx` holds (the sum so far, in order of `o`).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn backward_tile<const R: usize, const V: usize>(
+    unsafe fn backward_tile<S: Simd, const R: usize, const V: usize>(
         dy: *const f32,
         out: usize,
         k: usize,
@@ -356,41 +487,41 @@ mod x86 {
         stride: usize,
     ) {
         // SAFETY: the caller guarantees `R` rows of gradients (stride `out`) with `k` values, a strip
-        // of `k × 8V` values, the outputs, and the target features.
+        // of `k × V` vectors, the outputs, and the target features.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); V]; R];
+            let mut acc = [[S::zero(); V]; R];
             if !first {
                 for (r, acc_r) in acc.iter_mut().enumerate() {
                     for (v, a) in acc_r.iter_mut().enumerate() {
-                        *a = _mm256_loadu_ps(dx.add(r * stride + v * LANES));
+                        *a = S::load(dx.add(r * stride + v * S::LANES));
                     }
                 }
             }
             for o in 0..k {
-                let mut wv = [_mm256_setzero_ps(); V];
+                let mut wv = [S::zero(); V];
                 for (v, wv) in wv.iter_mut().enumerate() {
-                    *wv = _mm256_loadu_ps(strip.add((o * V + v) * LANES));
+                    *wv = S::load(strip.add((o * V + v) * S::LANES));
                 }
                 for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let g = _mm256_broadcast_ss(&*dy.add(r * out + o));
+                    let g = S::splat(dy.add(r * out + o));
                     for (a, &v) in acc_r.iter_mut().zip(&wv) {
-                        *a = _mm256_fmadd_ps(g, v, *a);
+                        *a = S::fma(g, v, *a);
                     }
                 }
             }
             for (r, acc_r) in acc.iter().enumerate() {
                 for (v, &a) in acc_r.iter().enumerate() {
-                    _mm256_storeu_ps(dx.add(r * stride + v * LANES), a);
+                    S::store(dx.add(r * stride + v * S::LANES), a);
                 }
             }
         }
     }
 
-    /// Every row tile (of at most `RT` rows) of `dy` over one packed strip of `V` vectors and `k`
-    /// rows of `W`.
+    /// Every row tile (of at most `RT ≤ 8` rows) of `dy` over one packed strip of `V` vectors and
+    /// `k` rows of `W`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn backward_strip<const RT: usize, const V: usize>(
+    unsafe fn backward_strip<S: Simd, const RT: usize, const V: usize>(
         dy: *const f32,
         rows: usize,
         out: usize,
@@ -404,48 +535,96 @@ mod x86 {
             // SAFETY: as for `backward_tile`, for the rows `r0..r0 + left` of `dy` and `dx`.
             unsafe {
                 let (g, d) = (dy.add(r0 * out), dx.add(r0 * stride));
+                let f = first;
                 match (rows - r0).min(RT) {
-                    1 => backward_tile::<1, V>(g, out, k, first, strip, d, stride),
-                    2 => backward_tile::<2, V>(g, out, k, first, strip, d, stride),
-                    3 => backward_tile::<3, V>(g, out, k, first, strip, d, stride),
-                    4 => backward_tile::<4, V>(g, out, k, first, strip, d, stride),
-                    5 => backward_tile::<5, V>(g, out, k, first, strip, d, stride),
+                    1 => backward_tile::<S, 1, V>(g, out, k, f, strip, d, stride),
+                    2 => backward_tile::<S, 2, V>(g, out, k, f, strip, d, stride),
+                    3 => backward_tile::<S, 3, V>(g, out, k, f, strip, d, stride),
+                    4 => backward_tile::<S, 4, V>(g, out, k, f, strip, d, stride),
+                    5 => backward_tile::<S, 5, V>(g, out, k, f, strip, d, stride),
                     l if l < RT && l == 6 => {
-                        backward_tile::<6, V>(g, out, k, first, strip, d, stride)
+                        backward_tile::<S, 6, V>(g, out, k, f, strip, d, stride)
                     }
                     l if l < RT && l == 7 => {
-                        backward_tile::<7, V>(g, out, k, first, strip, d, stride)
+                        backward_tile::<S, 7, V>(g, out, k, f, strip, d, stride)
                     }
-                    _ => backward_tile::<RT, V>(g, out, k, first, strip, d, stride),
+                    _ => backward_tile::<S, RT, V>(g, out, k, f, strip, d, stride),
                 }
             }
         }
     }
 
-    /// [`backward_with`] with the AVX2 register file: tiles of [`BACK_ROWS`] × [`VECS`].
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn backward_avx2<const F16: bool>(
+    /// The backward pass of one block with register tiles of `RT` rows × `V ≤ 4` vectors.
+    #[inline(always)]
+    unsafe fn backward_with<S: Simd, const RT: usize, const V: usize, const F16: bool>(
         dy: &[f32],
         (rows, out, inp): (usize, usize, usize),
         w: *const u16,
         (i0, n): (usize, usize),
         dst: Dst,
     ) {
-        // SAFETY: the caller's guarantees.
-        unsafe { backward_with::<BACK_ROWS, VECS, F16>(dy, (rows, out, inp), w, (i0, n), dst) }
+        // A strip of `V` vectors of columns over a block of rows of `W`, widened and packed
+        // contiguously (rows of `W` lie a multiple of 4 KiB apart in memory, and would evict each
+        // other from L1), then every row tile of `dy` passes over it; the tiles' sums go on from
+        // where the previous block of rows left them.
+        let mut strip = [0f32; STRIP];
+        let block = STRIP / (V * S::LANES);
+        let mut i = i0;
+        while i < i0 + n {
+            let vecs = ((i0 + n - i) / S::LANES).min(V);
+            for o0 in (0..out).step_by(block) {
+                let k = (out - o0).min(block);
+                // SAFETY: the caller's guarantees; the strip holds `k × vecs ≤ STRIP / LANES`
+                // vectors, and every pointer below stays inside `dy`, `W` and the destination's
+                // columns `i..i + vecs · LANES`.
+                unsafe {
+                    for o in 0..k {
+                        for v in 0..vecs {
+                            let src = w.add((o0 + o) * inp + i + v * S::LANES);
+                            let at = strip.as_mut_ptr().add((o * vecs + v) * S::LANES);
+                            S::store(at, S::widen::<F16>(src));
+                        }
+                    }
+                    let (g, sp, d) = (dy.as_ptr().add(o0), strip.as_ptr(), dst.ptr.add(i));
+                    let (f, s) = (o0 == 0, dst.stride);
+                    match vecs {
+                        1 => backward_strip::<S, RT, 1>(g, rows, out, k, f, sp, d, s),
+                        2 => backward_strip::<S, RT, 2>(g, rows, out, k, f, sp, d, s),
+                        v if v < V && v == 3 => {
+                            backward_strip::<S, RT, 3>(g, rows, out, k, f, sp, d, s)
+                        }
+                        _ => backward_strip::<S, RT, V>(g, rows, out, k, f, sp, d, s),
+                    }
+                }
+            }
+            i += V * S::LANES;
+        }
     }
 
-    /// [`backward_with`] with AVX-512's 32 vector registers: tiles of [`WIDE_ROWS`] × [`WIDE_VECS`].
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-    unsafe fn backward_avx512<const F16: bool>(
+    /// AVX2: tiles of [`BACK_ROWS`] × [`VECS`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn backward_ymm<const F16: bool>(
         dy: &[f32],
-        (rows, out, inp): (usize, usize, usize),
+        shape: (usize, usize, usize),
         w: *const u16,
-        (i0, n): (usize, usize),
+        block: (usize, usize),
         dst: Dst,
     ) {
         // SAFETY: the caller's guarantees.
-        unsafe { backward_with::<WIDE_ROWS, WIDE_VECS, F16>(dy, (rows, out, inp), w, (i0, n), dst) }
+        unsafe { backward_with::<Ymm, BACK_ROWS, VECS, F16>(dy, shape, w, block, dst) }
+    }
+
+    /// AVX-512: 16 lanes, tiles of [`WIDE_BACK_ROWS`] × [`WIDE_VECS`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn backward_zmm<const F16: bool>(
+        dy: &[f32],
+        shape: (usize, usize, usize),
+        w: *const u16,
+        block: (usize, usize),
+        dst: Dst,
+    ) {
+        // SAFETY: the caller's guarantees.
+        unsafe { backward_with::<Zmm, WIDE_BACK_ROWS, WIDE_VECS, F16>(dy, shape, w, block, dst) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -459,56 +638,14 @@ mod x86 {
         n: usize,
         dst: Dst,
     ) {
-        // SAFETY: the caller's guarantees, and the features just detected.
+        // SAFETY: the caller's guarantees (blocks of whole 16-lane vectors when `lanes` says 16),
+        // and the features just detected.
         unsafe {
-            if wide() {
-                backward_avx512::<F16>(dy, (rows, out, inp), w, (i0, n), dst)
+            if lanes(inp) == Zmm::LANES {
+                backward_zmm::<F16>(dy, (rows, out, inp), w, (i0, n), dst)
             } else {
-                backward_avx2::<F16>(dy, (rows, out, inp), w, (i0, n), dst)
+                backward_ymm::<F16>(dy, (rows, out, inp), w, (i0, n), dst)
             }
-        }
-    }
-
-    /// The backward pass of one block with register tiles of `RT` rows × `V` vectors.
-    #[inline(always)]
-    unsafe fn backward_with<const RT: usize, const V: usize, const F16: bool>(
-        dy: &[f32],
-        (rows, out, inp): (usize, usize, usize),
-        w: *const u16,
-        (i0, n): (usize, usize),
-        dst: Dst,
-    ) {
-        // A strip of `V` vectors of columns over `BLOCK` rows of `W`, widened and packed contiguously
-        // (rows of `W` lie a multiple of 4 KiB apart in memory, and would evict each other from L1),
-        // then every row tile of `dy` passes over it; the tiles' sums go on from where the previous
-        // block of rows left them.
-        let mut strip = [0f32; BLOCK * WIDE_VECS * LANES];
-        let mut i = i0;
-        while i < i0 + n {
-            let vecs = ((i0 + n - i) / LANES).min(V);
-            for o0 in (0..out).step_by(BLOCK) {
-                let k = (out - o0).min(BLOCK);
-                // SAFETY: the caller's guarantees; the strip holds `k × vecs` vectors, and every
-                // pointer below stays inside `dy`, `W` and the destination's columns `i..i + 8 vecs`.
-                unsafe {
-                    for o in 0..k {
-                        for v in 0..vecs {
-                            let src = w.add((o0 + o) * inp + i + v * LANES);
-                            let at = strip.as_mut_ptr().add((o * vecs + v) * LANES);
-                            _mm256_storeu_ps(at, load8::<F16>(src));
-                        }
-                    }
-                    let (g, sp, d) = (dy.as_ptr().add(o0), strip.as_ptr(), dst.ptr.add(i));
-                    let first = o0 == 0;
-                    let s = dst.stride;
-                    match vecs {
-                        1 => backward_strip::<RT, 1>(g, rows, out, k, first, sp, d, s),
-                        2 => backward_strip::<RT, 2>(g, rows, out, k, first, sp, d, s),
-                        _ => backward_strip::<RT, V>(g, rows, out, k, first, sp, d, s),
-                    }
-                }
-            }
-            i += V * LANES;
         }
     }
 }
@@ -517,11 +654,13 @@ mod x86 {
 pub(super) mod tests {
     use super::*;
     use burn::tensor::{bf16, f16};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::cell::Cell;
 
-    /// Set: the kernels take their AVX2 tiles even where AVX-512 is there (each output is summed the
-    /// same either way, so other tests running meanwhile see the same results).
-    pub static NARROW: AtomicBool = AtomicBool::new(false);
+    thread_local! {
+        /// Set: the kernels called on this thread take their 8-lane AVX2 versions even where AVX-512
+        /// is there (the tests call them on their own thread).
+        pub static NARROW: Cell<bool> = const { Cell::new(false) };
+    }
 
     fn data(n: usize, seed: u64) -> Vec<f32> {
         crate::fused::kernels::test_values(n, seed, 1.0)
@@ -594,7 +733,7 @@ pub(super) mod tests {
         bounds.extend(
             splits
                 .iter()
-                .map(|s| s * LANES)
+                .map(|s| s * COLUMN_BLOCK)
                 .filter(|&s| s > 0 && s < inp),
         );
         bounds.push(inp);
@@ -605,16 +744,20 @@ pub(super) mod tests {
         dx
     }
 
-    /// The documented order of the forward sum, in scalar code: lane `l` is a chain of fused
-    /// multiply-adds over `p ≡ l (mod 8)` in order, the lanes summed by [`hsum`].
-    fn forward_order(x: &[f32], w: &[f32]) -> f32 {
-        let mut lanes = [0f32; LANES];
-        for (xc, wc) in x.chunks_exact(LANES).zip(w.chunks_exact(LANES)) {
-            for l in 0..LANES {
-                lanes[l] = xc[l].mul_add(wc[l], lanes[l]);
+    /// The documented order of the forward sum, in scalar code: with `L` lanes, lane `l` is a chain
+    /// of fused multiply-adds over `p ≡ l (mod L)` in order, the lanes summed by [`hsum`] /
+    /// [`hsum16`].
+    fn forward_order(x: &[f32], w: &[f32], lanes: usize) -> f32 {
+        let mut acc = vec![0f32; lanes];
+        for (xc, wc) in x.chunks_exact(lanes).zip(w.chunks_exact(lanes)) {
+            for l in 0..lanes {
+                acc[l] = xc[l].mul_add(wc[l], acc[l]);
             }
         }
-        hsum(lanes)
+        match lanes {
+            8 => hsum(acc.try_into().unwrap()),
+            _ => hsum16(acc.try_into().unwrap()),
+        }
     }
 
     #[test]
@@ -623,10 +766,10 @@ pub(super) mod tests {
             return;
         }
         for narrow in [false, true] {
-            NARROW.store(narrow, Ordering::Relaxed);
+            NARROW.with(|n| n.set(narrow));
             tiles_sum_in_the_documented_order();
         }
-        NARROW.store(false, Ordering::Relaxed);
+        NARROW.with(|n| n.set(false));
     }
 
     fn tiles_sum_in_the_documented_order() {
@@ -650,6 +793,7 @@ pub(super) mod tests {
                         let want = forward_order(
                             &x[r * inp..(r + 1) * inp],
                             &values[o * inp..(o + 1) * inp],
+                            lanes(inp),
                         );
                         assert_eq!(
                             y[r * out + o].to_bits(),
@@ -682,11 +826,15 @@ pub(super) mod tests {
         if !supported() {
             return;
         }
-        let (rows, inp, out) = (11, 48, 29);
+        let (rows, inp, out) = (11, 96, 29);
         let held = Held::new(out * inp, 9);
         let x = data(rows * inp, 10);
         let dy = data(rows * out, 11);
-        for (w, _) in held.all() {
+        for (narrow, (w, _)) in [false, true]
+            .into_iter()
+            .flat_map(|n| held.all().map(|h| (n, h)))
+        {
+            NARROW.with(|n| n.set(narrow));
             let y = forward(&x, rows, inp, w, &[]);
             for splits in [&[1][..], &[2, 3, 17], &[5, 10, 15, 20, 25, 28]] {
                 assert_eq!(
@@ -696,7 +844,7 @@ pub(super) mod tests {
                 );
             }
             let dx = backward(&dy, rows, inp, w, &[]);
-            for splits in [&[1][..], &[2, 3], &[1, 2, 3, 4, 5]] {
+            for splits in [&[1][..], &[2, 3], &[1, 2, 3, 4, 5], &[4]] {
                 assert_eq!(
                     backward(&dy, rows, inp, w, splits),
                     dx,
@@ -713,10 +861,18 @@ pub(super) mod tests {
         }
         // Lanes chosen so that every grouping of the sum rounds differently.
         let lanes = [1e8f32, 1.0, -1e8, 3.0, 0.5, 1e-3, 7.0, -2.5];
-        let inp = LANES;
-        let x = lanes.to_vec();
-        let w = vec![bf16::from_f32(1.0); inp];
-        let y = forward(&x, 1, inp, Weights::Bf16(&w), &[]);
+        let w = vec![bf16::from_f32(1.0); 2 * LANES];
+        let y = forward(&lanes, 1, LANES, Weights::Bf16(&w[..LANES]), &[]);
         assert_eq!(y[0].to_bits(), hsum(lanes).to_bits());
+        let lanes16: [f32; 16] =
+            std::array::from_fn(|i| lanes[i % 8] * if i < 8 { 1.0 } else { -0.75 });
+        let y = forward(&lanes16, 1, 16, Weights::Bf16(&w), &[]);
+        let want = match super::lanes(16) {
+            16 => hsum16(lanes16),
+            _ => hsum(std::array::from_fn(|i| {
+                lanes16[i].mul_add(1.0, 0.0) + lanes16[i + 8]
+            })),
+        };
+        assert_eq!(y[0].to_bits(), want.to_bits());
     }
 }
