@@ -28,10 +28,9 @@
 //!
 //! Where [`widening::applies`] (AVX2, FMA and F16C, `inp` a multiple of eight), a half-precision weight
 //! skips the f32 block and gemm altogether: the same tasks run the register-widening kernels of
-//! [`widening`], which read the bf16 / f16 elements straight into the multiply-adds. Measured on the
-//! project's 2-core machine, interleaved (median of 21): a `[26, 1024] × [3072, 1024]ᵀ` product went
-//! from 4.1 to 1.7–1.9 ms forward and from 3.4 to 2.7–2.8 ms backward, `[144, 1024] × [3072, 1024]ᵀ` from
-//! 9.1 to 6.9–8.1 ms forward (faster than f32 weights through gemm, 8.9–10.1 ms), backward about as f32.
+//! [`widening`], which read the bf16 / f16 elements straight into the multiply-adds (their measurements
+//! are in that module: faster than this path and than f32 weights through gemm at every size measured).
+//! The backward blocks of those tasks are whole blocks of [`widening::COLUMN_BLOCK`] columns.
 //!
 //! Measured on the 2-core AVX2 machine of the project (release build, best of 15): one task per block
 //! instead of gemm's own threading over widened 4 MiB tiles took bf16 products of 144 rows from
