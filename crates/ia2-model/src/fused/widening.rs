@@ -94,9 +94,9 @@ pub struct Dst {
 /// written at `dst[r, o]`.
 ///
 /// # Safety
-/// [`applies`] holds for `w` and `inp`; `x` holds `rows × inp` elements, `W` rows `o0..o0 + n` of
-/// length `inp`; `dst` has room for `rows` rows of `dst.stride ≥ o0 + n` elements, and no other thread
-/// reads or writes its columns `o0..o0 + n` meanwhile.
+/// `dst` has room for `rows` rows of `dst.stride` elements, and no other thread reads or writes its
+/// columns `o0..o0 + n` meanwhile. (Checked: [`applies`] holds for `w` and `inp`, `x` holds `rows ×
+/// inp` elements, `W` the rows `o0..o0 + n`, and `dst.stride ≥ o0 + n`.)
 pub unsafe fn forward_block(
     x: &[f32],
     rows: usize,
@@ -106,7 +106,14 @@ pub unsafe fn forward_block(
     n: usize,
     dst: Dst,
 ) {
-    debug_assert!(x.len() >= rows * inp && w.len() >= (o0 + n) * inp);
+    assert!(
+        applies(w, inp)
+            && x.len() >= rows * inp
+            && w.len() >= (o0 + n) * inp
+            && dst.stride >= o0 + n,
+        "widening forward: shapes ({rows} × {inp}, weights for rows {o0}..{}) or CPU do not fit",
+        o0 + n
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as the caller guarantees.
     unsafe {
@@ -126,11 +133,10 @@ pub unsafe fn forward_block(
 /// `i0..i0 + n` of `W: [out, inp]`, written at `dst[r, i]`.
 ///
 /// # Safety
-/// [`applies`] holds for `w` and `inp`; `i0` is a multiple of [`COLUMN_BLOCK`] and `n` of
-/// [`lanes`]`(inp)` (checked);
-/// `dy` holds `rows × out` elements and `W` `out × inp`; `dst` has room for `rows` rows of
-/// `dst.stride ≥ i0 + n` elements, and no other thread reads or writes its columns `i0..i0 + n`
-/// meanwhile.
+/// `dst` has room for `rows` rows of `dst.stride` elements, and no other thread reads or writes its
+/// columns `i0..i0 + n` meanwhile. (Checked: [`applies`] holds for `w` and `inp`, `dy` holds `rows ×
+/// out` elements and `W` `out × inp`, `dst.stride ≥ i0 + n`, `i0` is a multiple of [`COLUMN_BLOCK`]
+/// and `n` of [`lanes`]`(inp)`, with `i0 + n ≤ inp`.)
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn backward_block(
     dy: &[f32],
@@ -142,7 +148,10 @@ pub unsafe fn backward_block(
     n: usize,
     dst: Dst,
 ) {
-    debug_assert!(dy.len() >= rows * out && w.len() >= out * inp);
+    assert!(
+        applies(w, inp) && dy.len() >= rows * out && w.len() >= out * inp && dst.stride >= i0 + n,
+        "widening backward: shapes ({rows} × {out}, weights {out} × {inp}) or CPU do not fit"
+    );
     assert!(
         i0.is_multiple_of(COLUMN_BLOCK) && n.is_multiple_of(lanes(inp)) && i0 + n <= inp,
         "widening backward: columns {i0}..{} are not whole blocks of {inp}",
