@@ -425,9 +425,6 @@ mod x86 {
                         l if l < OT && l == 3 => {
                             forward_rows::<S, RT, 3, F16>(xr, left, wo, inp, yo, s)
                         }
-                        l if l < OT && l == 4 => {
-                            forward_rows::<S, RT, 4, F16>(xr, left, wo, inp, yo, s)
-                        }
                         _ => forward_rows::<S, RT, OT, F16>(xr, left, wo, inp, yo, s),
                     }
                     o += OT;
@@ -526,7 +523,7 @@ mod x86 {
         }
     }
 
-    /// Every row tile (of at most `RT ≤ 8` rows) of `dy` over one packed strip of `V` vectors and
+    /// Every row tile (of at most `RT ≤ 6` rows) of `dy` over one packed strip of `V` vectors and
     /// `k` rows of `W`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -551,12 +548,6 @@ mod x86 {
                     3 => backward_tile::<S, 3, V>(g, out, k, f, strip, d, stride),
                     4 => backward_tile::<S, 4, V>(g, out, k, f, strip, d, stride),
                     5 => backward_tile::<S, 5, V>(g, out, k, f, strip, d, stride),
-                    l if l < RT && l == 6 => {
-                        backward_tile::<S, 6, V>(g, out, k, f, strip, d, stride)
-                    }
-                    l if l < RT && l == 7 => {
-                        backward_tile::<S, 7, V>(g, out, k, f, strip, d, stride)
-                    }
                     _ => backward_tile::<S, RT, V>(g, out, k, f, strip, d, stride),
                 }
             }
