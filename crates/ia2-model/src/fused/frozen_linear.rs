@@ -281,16 +281,14 @@ fn product(
             Pass::Forward => width,
             Pass::Backward => width.next_multiple_of(widening::COLUMN_BLOCK).min(cols),
         };
-        let out_ptr = SharedOut(dst.as_mut_ptr());
         for_each_task(cols, width, |c0, n| {
             let to = widening::Dst {
-                ptr: out_ptr.at(0),
+                ptr: shared.at(0),
                 stride: cols,
             };
-            // SAFETY: `applies` holds; `lhs` is `[rows, k]` and `W` is `[out, inp]` (checked by the
-            // callers); `dst` has room for `[rows, cols]` and this task writes only its columns
-            // `c0..c0 + n`, which are whole vectors backward (`inp` and `width` are multiples of
-            // eight there).
+            // SAFETY: `dst` has room for `[rows, cols]` and this task writes only its columns
+            // `c0..c0 + n` (the kernels check the rest: `applies`, the lengths of `lhs` and `W`, and
+            // that backward blocks start at multiples of `COLUMN_BLOCK`, as `width` makes them).
             unsafe {
                 match pass {
                     Pass::Forward => widening::forward_block(lhs, rows, inp, w, c0, n, to),
@@ -698,23 +696,23 @@ fn dot4_avx2(w: &[f32], x: &[f32], inp: usize) -> [f32; 4] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Uniform values in `[-1, 1)` from a seeded LCG.
-    fn data(n: usize, seed: u64) -> Vec<f32> {
+    pub(in crate::fused) fn data(n: usize, seed: u64) -> Vec<f32> {
         crate::fused::kernels::test_values(n, seed, 1.0)
     }
 
     /// The weight in each precision, and its values (the rounded ones) in f64.
-    struct Held {
-        f32: Vec<f32>,
-        bf16: Vec<bf16>,
-        f16: Vec<f16>,
+    pub(in crate::fused) struct Held {
+        pub f32: Vec<f32>,
+        pub bf16: Vec<bf16>,
+        pub f16: Vec<f16>,
     }
 
     impl Held {
-        fn new(n: usize, seed: u64) -> Self {
+        pub(in crate::fused) fn new(n: usize, seed: u64) -> Self {
             let f32 = data(n, seed);
             Held {
                 bf16: f32.iter().map(|&v| bf16::from_f32(v)).collect(),

@@ -653,7 +653,8 @@ mod x86 {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use burn::tensor::{bf16, f16};
+    use crate::fused::frozen_linear::tests::{Held, data};
+    use burn::tensor::bf16;
     use std::cell::Cell;
 
     thread_local! {
@@ -662,37 +663,18 @@ pub(super) mod tests {
         pub static NARROW: Cell<bool> = const { Cell::new(false) };
     }
 
-    fn data(n: usize, seed: u64) -> Vec<f32> {
-        crate::fused::kernels::test_values(n, seed, 1.0)
-    }
-
-    /// A weight in bf16 and f16, and the f32 values each holds.
-    struct Held {
-        bf16: Vec<bf16>,
-        f16: Vec<f16>,
-    }
-
-    impl Held {
-        fn new(n: usize, seed: u64) -> Self {
-            let v = data(n, seed);
-            Held {
-                bf16: v.iter().map(|&x| bf16::from_f32(x)).collect(),
-                f16: v.iter().map(|&x| f16::from_f32(x)).collect(),
-            }
-        }
-
-        fn all(&self) -> [(Weights<'_>, Vec<f32>); 2] {
-            [
-                (
-                    Weights::Bf16(&self.bf16),
-                    self.bf16.iter().map(|v| v.to_f32()).collect(),
-                ),
-                (
-                    Weights::F16(&self.f16),
-                    self.f16.iter().map(|v| v.to_f32()).collect(),
-                ),
-            ]
-        }
+    /// The half-precision forms of a test weight (`frozen_linear`'s), with the f32 values each holds.
+    fn halves(held: &Held) -> [(Weights<'_>, Vec<f32>); 2] {
+        [
+            (
+                Weights::Bf16(&held.bf16),
+                held.bf16.iter().map(|v| v.to_f32()).collect(),
+            ),
+            (
+                Weights::F16(&held.f16),
+                held.f16.iter().map(|v| v.to_f32()).collect(),
+            ),
+        ]
     }
 
     fn supported() -> bool {
@@ -786,7 +768,7 @@ pub(super) mod tests {
             let held = Held::new(out * inp, (rows * 7 + inp + out) as u64);
             let x = data(rows * inp, 3 + rows as u64);
             let dy = data(rows * out, 5 + out as u64);
-            for (w, values) in held.all() {
+            for (w, values) in halves(&held) {
                 let y = forward(&x, rows, inp, w, &[]);
                 for r in 0..rows {
                     for o in 0..out {
@@ -832,7 +814,7 @@ pub(super) mod tests {
         let dy = data(rows * out, 11);
         for (narrow, (w, _)) in [false, true]
             .into_iter()
-            .flat_map(|n| held.all().map(|h| (n, h)))
+            .flat_map(|n| halves(&held).map(|h| (n, h)))
         {
             NARROW.with(|n| n.set(narrow));
             let y = forward(&x, rows, inp, w, &[]);
