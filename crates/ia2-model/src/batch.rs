@@ -113,6 +113,10 @@ pub struct KvCache {
     pub(crate) next_pos: Vec<usize>,
     /// Whether prompt-tuning virtual tokens have been processed.
     pub(crate) prompt_done: bool,
+    /// Made for one forward pass: its keys and values are not stored ([`KvCache::one_pass`]).
+    pub(crate) one_pass: bool,
+    /// A one-pass cache that has had its pass.
+    pub(crate) spent: bool,
 }
 
 impl KvCache {
@@ -122,7 +126,19 @@ impl KvCache {
             valid: vec![Vec::new(); batch],
             next_pos: vec![0; batch],
             prompt_done: false,
+            one_pass: false,
+            spent: false,
         }
+    }
+
+    /// For a single forward pass whose keys and values are never read again (a training step): the
+    /// decoder does not store them, so under autodiff a layer's rotated queries and keys need not be
+    /// kept until the backward pass (the backward recomputes them from the projections; see
+    /// [`fused::rotary_attention`](crate::fused::rotary_attention)). Prefix-tuning keys and values
+    /// already in the cache are still attended to. A second forward pass with the cache is refused.
+    pub fn one_pass(mut self) -> KvCache {
+        self.one_pass = true;
+        self
     }
 
     /// Number of cached positions (padding included).

@@ -336,6 +336,11 @@ impl Decoder {
         let c = &self.config;
         ensure!(batch.batch > 0 && batch.seq > 0, "empty batch");
         ensure!(
+            !cache.spent,
+            "this cache was made for one forward pass (KvCache::one_pass) and has had it: its keys and \
+             values were not stored; make a new cache"
+        );
+        ensure!(
             cache.batch() == batch.batch,
             "cache holds {} rows, the batch has {}",
             cache.batch(),
@@ -417,6 +422,7 @@ impl Decoder {
             }
         }
         cache.prompt_done |= virt > 0;
+        cache.spent = cache.one_pass;
         let (cos, sin) = rope::cos_sin(&self.inv_freq, &positions);
         let rope_shape = [b, total, c.head_dim];
         let cos = Tensor::<3>::from_data(TensorData::new(cos, rope_shape), &self.device);
@@ -519,52 +525,58 @@ impl Decoder {
         let c = &self.config;
         let (b, s) = (rows.b, rows.t);
         let fuse = self.fused && fused::available(&x);
-        // working layout -> [b, s, n*d] -> per-head norm (Qwen3) -> RoPE -> [b, n, s, d]
-        let heads = |t: Tensor<3>, n: usize, norm: &Option<RmsNorm>, rotate: bool| {
-            let t = rows.spread(t).reshape([b, s, n, c.head_dim]);
-            let t = match norm {
-                Some(norm) => norm.forward(t, fuse),
-                None => t,
-            };
-            let t = match (rotate, fuse) {
-                (false, _) => t,
-                (true, true) => fused::rope(t, cos.clone(), sin.clone()),
-                (true, false) => apply_rope(t, cos, sin),
-            };
-            t.swap_dims(1, 2)
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        // working layout -> [b, s, n*d] -> [b, s, n, d]
+        let spread = |t: Tensor<3>, n: usize| rows.spread(t).reshape([b, s, n, c.head_dim]);
+        let (heads, kv_heads) = (c.num_attention_heads, c.num_key_value_heads);
+        let q = spread(self.project(l, Proj::Q, x.clone(), adapter), heads);
+        let k = spread(self.project(l, Proj::K, x.clone(), adapter), kv_heads);
+        let v = spread(self.project(l, Proj::V, x, adapter), kv_heads).swap_dims(1, 2);
+        let out = match (fuse, &layer.q_norm, &layer.k_norm, &cache.layers[l]) {
+            // A one-pass cache without earlier keys (training): the op that keeps q and k before their
+            // norm and rotation only (Qwen3's per-head norms; without them there is nothing to save).
+            (true, Some(qn), Some(kn), None) if cache.one_pass && qn.eps == kn.eps => {
+                fused::rotary_attention(
+                    q,
+                    k,
+                    v,
+                    (f32_view(&qn.weight), f32_view(&kn.weight)),
+                    qn.eps,
+                    cos.clone(),
+                    sin.clone(),
+                    mask.clone(),
+                    scale,
+                )
+            }
+            _ => {
+                // per-head norm (Qwen3) -> RoPE -> [b, n, s, d]
+                let rotate = |t: Tensor<4>, norm: &Option<RmsNorm>| {
+                    let t = match norm {
+                        Some(norm) => norm.forward(t, fuse),
+                        None => t,
+                    };
+                    let t = match fuse {
+                        true => fused::rope(t, cos.clone(), sin.clone()),
+                        false => apply_rope(t, cos, sin),
+                    };
+                    t.swap_dims(1, 2)
+                };
+                let (q, k) = (rotate(q, &layer.q_norm), rotate(k, &layer.k_norm));
+                let (k, v) = match cache.layers[l].take() {
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                    None => (k, v),
+                };
+                if !cache.one_pass {
+                    cache.layers[l] = Some((k.clone(), v.clone()));
+                }
+                if fuse {
+                    fused::attention(q, k, v, mask.clone(), scale)
+                } else {
+                    composed_attention(q, k, v, mask, c.kv_groups())
+                }
+            }
         };
-        let q = heads(
-            self.project(l, Proj::Q, x.clone(), adapter),
-            c.num_attention_heads,
-            &layer.q_norm,
-            true,
-        );
-        let k = heads(
-            self.project(l, Proj::K, x.clone(), adapter),
-            c.num_key_value_heads,
-            &layer.k_norm,
-            true,
-        );
-        let v = heads(
-            self.project(l, Proj::V, x, adapter),
-            c.num_key_value_heads,
-            &None,
-            false,
-        );
-        let (k, v) = match cache.layers[l].take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
-        };
-        cache.layers[l] = Some((k.clone(), v.clone()));
-        let out = if fuse {
-            let scale = 1.0 / (c.head_dim as f64).sqrt();
-            fused::attention(q, k, v, mask.clone(), scale)
-        } else {
-            composed_attention(q, k, v, mask, c.kv_groups())
-        };
-        let out = out
-            .swap_dims(1, 2)
-            .reshape([b, s, c.num_attention_heads * c.head_dim]);
+        let out = out.swap_dims(1, 2).reshape([b, s, heads * c.head_dim]);
         self.project(l, Proj::O, rows.pack(out), adapter)
     }
 

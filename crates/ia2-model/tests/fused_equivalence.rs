@@ -66,10 +66,19 @@ fn adapters(model: &Decoder, device: &Device) -> Vec<(&'static str, Adapter)> {
 
 /// Logits and attention outputs at every position of a left-padded batch, a scalar loss mixing
 /// both, and the gradient of every adapter tensor.
-fn run(model: &Decoder, adapter: &Adapter, batch: &Batch) -> (Values, Values, Vec<Vec<f32>>) {
+/// With `one_pass`, the cache of a training step (`KvCache::one_pass`).
+fn run(
+    model: &Decoder,
+    adapter: &Adapter,
+    batch: &Batch,
+    one_pass: bool,
+) -> (Values, Values, Vec<Vec<f32>>) {
     let mut adapter = adapter.clone();
     adapter.require_grad();
     let mut cache = model.new_cache(batch.batch, Some(&adapter));
+    if one_pass {
+        cache = cache.one_pass();
+    }
     let capture = Capture {
         logits: Positions::All,
         attn: Positions::All,
@@ -119,9 +128,9 @@ fn fused_and_composed_decoders_agree_in_values_and_gradients() {
         let batch = Batch::left_padded(&seqs, 0);
         for (kind, adapter) in adapters(&model, &device()) {
             model.fused = true;
-            let fused = run(&model, &adapter, &batch);
+            let fused = run(&model, &adapter, &batch, false);
             model.fused = false;
-            let composed = run(&model, &adapter, &batch);
+            let composed = run(&model, &adapter, &batch, false);
             let what = format!("{name} {kind}");
             assert_close(&format!("{what} logits"), fused.0, composed.0, 1e-4);
             assert_close(&format!("{what} attention"), fused.1, composed.1, 1e-4);
@@ -131,6 +140,53 @@ fn fused_and_composed_decoders_agree_in_values_and_gradients() {
             }
         }
     }
+}
+
+/// A one-pass cache (training) takes the rotary attention op that recomputes the normed, rotated queries
+/// and keys in the backward pass (Qwen3), and stores no keys: the same values and gradients, bit for bit.
+#[test]
+fn a_one_pass_cache_gives_the_same_values_and_gradients_bit_for_bit() {
+    for name in MODELS {
+        let Some((mut model, cases)) = load(name) else {
+            return;
+        };
+        let seqs: Vec<Vec<u32>> = (0..2).map(|i| ids(&cases, i)).collect();
+        let batch = Batch::left_padded(&seqs, 0);
+        for fused in [true, false] {
+            model.fused = fused;
+            for (kind, adapter) in adapters(&model, &device()) {
+                let kept = run(&model, &adapter, &batch, false);
+                let one_pass = run(&model, &adapter, &batch, true);
+                let what = format!("{name} {kind} fused={fused}");
+                assert_eq!(kept.0.0, one_pass.0.0, "{what}: logits");
+                assert_eq!(kept.1.0, one_pass.1.0, "{what}: attention outputs");
+                assert_eq!(kept.2, one_pass.2, "{what}: gradients");
+            }
+        }
+    }
+}
+
+/// Outside autodiff (the op's plain forward): the same logits; then a second pass is refused.
+#[test]
+fn a_one_pass_cache_gives_the_same_logits_and_refuses_a_second_pass() {
+    let Some((model, cases)) = load(MODELS[0]) else {
+        return;
+    };
+    let batch = Batch::single(&ids(&cases, 0));
+    let capture = Capture {
+        logits: Positions::All,
+        attn: Positions::None,
+    };
+    let mut kept = model.new_cache(1, None);
+    let want = model.forward(&batch, &mut kept, None, &capture).unwrap();
+    let mut cache = model.new_cache(1, None).one_pass();
+    let got = model.forward(&batch, &mut cache, None, &capture).unwrap();
+    assert_eq!(values(got.logits.unwrap()), values(want.logits.unwrap()));
+    let err = model
+        .forward(&Batch::single(&[1]), &mut cache, None, &capture)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one forward pass"), "{err}");
 }
 
 #[test]

@@ -139,7 +139,9 @@ pub fn batch_loss(
             Positions::None
         },
     };
-    let mut cache = decoder.new_cache(rows, Some(adapter));
+    // One pass: the keys and values are not kept for another, and under autodiff the rotated queries
+    // and keys are recomputed in the backward pass instead of held (`KvCache::one_pass`).
+    let mut cache = decoder.new_cache(rows, Some(adapter)).one_pass();
     let out = decoder.forward(&batch, &mut cache, Some(adapter), &capture)?;
     let n = rows * width;
     let w = Tensor::<1>::from_data(TensorData::new(weights.clone(), [n]), &device);

@@ -92,6 +92,87 @@ impl<B: FusedKernels> Backward<B, 3> for AttentionBackward {
     }
 }
 
+/// What [`RotaryAttentionBackward`] keeps: the queries and keys before their RMSNorm and rotation, the
+/// values, and the constants of the three steps.
+#[derive(Debug, Clone)]
+struct RotaryAttentionState<B: FusedKernels> {
+    q: Prim<B>,
+    k: Prim<B>,
+    v: Prim<B>,
+    q_weight: Prim<B>,
+    k_weight: Prim<B>,
+    eps: f64,
+    cos: Prim<B>,
+    sin: Prim<B>,
+    mask: BoolTensor<B>,
+    scale: f64,
+}
+
+impl<B: FusedKernels> RotaryAttentionState<B> {
+    /// `rope(rms_norm(x))` in the attention layout `[b, heads, s, d]`: the exact steps (and so the
+    /// exact values) of the composed path, which the forward pass and the backward's recomputation share.
+    fn rotate(&self, x: Prim<B>, weight: Prim<B>) -> Prim<B> {
+        let normed = B::rms_norm(x, weight, self.eps);
+        B::float_swap_dims(
+            B::rope(normed, self.cos.clone(), self.sin.clone(), false),
+            1,
+            2,
+        )
+    }
+
+    /// The gradient of [`Self::rotate`]'s input from that of its output.
+    fn unrotate(&self, x: Prim<B>, weight: Prim<B>, dy: Prim<B>) -> Prim<B> {
+        let dy = B::rope(
+            B::float_swap_dims(dy, 1, 2),
+            self.cos.clone(),
+            self.sin.clone(),
+            true,
+        );
+        B::rms_norm_backward(x, weight, dy, self.eps, false).0
+    }
+
+    /// The attention output and its probabilities.
+    fn attend(&self) -> (Prim<B>, Prim<B>, Prim<B>, Prim<B>) {
+        let q = self.rotate(self.q.clone(), self.q_weight.clone());
+        let k = self.rotate(self.k.clone(), self.k_weight.clone());
+        let (out, probs) = B::attention_with_probs(
+            q.clone(),
+            k.clone(),
+            self.v.clone(),
+            self.mask.clone(),
+            self.scale,
+        );
+        (out, probs, q, k)
+    }
+}
+
+#[derive(Debug)]
+struct RotaryAttentionBackward;
+
+impl<B: FusedKernels> Backward<B, 3> for RotaryAttentionBackward {
+    /// The queries and keys before their norm and rotation: the rotated ones, which the composed path
+    /// keeps beside them until the backward pass, are recomputed here (two RMSNorms and rotations per
+    /// layer, elementwise), as are the probabilities (see [`AttentionBackward`]).
+    type State = RotaryAttentionState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [q_node, k_node, v_node] = ops.parents;
+        let dout = grads.consume::<B>(&ops.node);
+        let st = ops.state;
+        let (_, probs, q, k) = st.attend();
+        let (dq, dk, dv) = B::attention_backward(q, k, st.v.clone(), probs, dout, st.scale);
+        if let Some(node) = q_node {
+            let dq = st.unrotate(st.q.clone(), st.q_weight.clone(), dq);
+            grads.register::<B>(node.id, dq);
+        }
+        if let Some(node) = k_node {
+            let dk = st.unrotate(st.k.clone(), st.k_weight.clone(), dk);
+            grads.register::<B>(node.id, dk);
+        }
+        register::<B>(grads, v_node.map(|n| n.id), dv);
+    }
+}
+
 #[derive(Debug)]
 struct GatedMlpBackward;
 
@@ -196,6 +277,53 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => prep.finish((q, k, v, mask, scale), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fused_rotary_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        q_weight: FloatTensor<Self>,
+        k_weight: FloatTensor<Self>,
+        eps: f64,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        if q_weight.is_tracked() || k_weight.is_tracked() {
+            // Norm weights that want their gradients are not frozen: the ops that give them one.
+            let rotate = |x, w| {
+                let normed = Self::fused_rms_norm(x, w, eps);
+                let rotated = Self::fused_rope(normed, cos.clone(), sin.clone());
+                Self::float_swap_dims(rotated, 1, 2)
+            };
+            let (q, k) = (rotate(q, q_weight), rotate(k, k_weight));
+            return Self::fused_attention(q, k, v, mask, scale);
+        }
+        let guards = [q.node(), k.node(), v.node()];
+        let state = RotaryAttentionState::<B> {
+            q: q.into_primitive(),
+            k: k.into_primitive(),
+            v: v.into_primitive(),
+            q_weight: q_weight.into_primitive(),
+            k_weight: k_weight.into_primitive(),
+            eps,
+            cos: cos.into_primitive(),
+            sin: sin.into_primitive(),
+            mask,
+            scale,
+        };
+        let (out, ..) = state.attend();
+        match RotaryAttentionBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }

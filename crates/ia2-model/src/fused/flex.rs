@@ -241,6 +241,27 @@ impl FusedOps for Flex {
         <Flex as FusedKernels>::attention_with_probs(q, k, v, mask, scale).0
     }
 
+    fn fused_rotary_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        q_weight: FlexTensor,
+        k_weight: FlexTensor,
+        eps: f64,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        mask: BoolTensor<Flex>,
+        scale: f64,
+    ) -> FlexTensor {
+        let rotate = |x, w| {
+            let normed = <Flex as FusedKernels>::rms_norm(x, w, eps);
+            let rotated = <Flex as FusedKernels>::rope(normed, cos.clone(), sin.clone(), false);
+            rotated.transpose(1, 2)
+        };
+        let (q, k) = (rotate(q, q_weight), rotate(k, k_weight));
+        <Flex as FusedKernels>::attention_with_probs(q, k, v, mask, scale).0
+    }
+
     fn fused_linear_rows(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
         let (rows, inp, out) = linear_dims("linear_rows", &x, &weight);
         if rows == 0 || inp == 0 {

@@ -61,6 +61,27 @@ pub trait FusedOps: Backend {
         scale: f64,
     ) -> FloatTensor<Self>;
 
+    /// [`fused_attention`](FusedOps::fused_attention) of queries and keys given before their per-head
+    /// RMSNorm and rotation (Qwen3's `q_norm`, `k_norm`): `q: [b, s, heads, d]`, `k: [b, t, kv_heads,
+    /// d]` (the projections' layout), `v: [b, kv_heads, t, d]`, norm weights `[d]`, `cos, sin: [b, s,
+    /// d]` (`t = s`: no cached keys); returns `[b, heads, s, d]`. Under autodiff only the inputs are
+    /// kept: the normed, rotated queries and keys are recomputed in the backward pass. Values and
+    /// gradients are those of the composed `attention(swap(rope(rms_norm(q))), swap(rope(rms_norm(k))),
+    /// v)`, bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_rotary_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        q_weight: FloatTensor<Self>,
+        k_weight: FloatTensor<Self>,
+        eps: f64,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
     /// `x Wᵀ` for a few rows `x: [rows, in]` and a weight in its stored layout `W: [out, in]`
     /// (f32, bf16 or f16).
     fn fused_linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -180,6 +201,36 @@ pub fn linear_rows(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_linear_rows(
         x.into_dispatch(),
         weight.into_dispatch(),
+    ))
+}
+
+/// Attention of queries and keys given before their per-head RMSNorm and RoPE (see
+/// [`FusedOps::fused_rotary_attention`]): under autodiff a layer keeps `q` and `k` once instead of also
+/// keeping their normed, rotated copies until the backward pass (≈ 0.22 GB less for a 4B model at 300
+/// tokens); the backward pass recomputes the two norms and rotations.
+#[allow(clippy::too_many_arguments)]
+pub fn rotary_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    q_norm: (Tensor<1>, Tensor<1>),
+    eps: f64,
+    cos: Tensor<3>,
+    sin: Tensor<3>,
+    mask: Tensor<3, Bool>,
+    scale: f64,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rotary_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        q_norm.0.into_dispatch(),
+        q_norm.1.into_dispatch(),
+        eps,
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        mask.into_dispatch(),
+        scale,
     ))
 }
 
