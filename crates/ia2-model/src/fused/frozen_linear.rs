@@ -19,7 +19,7 @@
 //! region (few wake-ups of the pool's threads), each weight element is widened and packed once, by the
 //! core that multiplies it, and every output element is one gemm sum over the whole inner dimension,
 //! whatever the number of threads. A weight with far more outputs than inputs (the language-model head)
-//! is summed in the backward pass over blocks of its rows instead ([`backward_by_rows`]). Up to
+//! is summed in the backward pass over blocks of its rows instead (`backward_by_rows`). Up to
 //! [`FEW_ROWS`] rows (decoding, the language-model head at a few positions) both passes read `W` once
 //! instead: each task widens one row of `W` at a time into a small buffer and dots it with every input
 //! row ([`linear_rows`]), or adds its multiples into a partial `dx` of its own (summed in a fixed order).

@@ -9,7 +9,10 @@
 //!
 //! Attention keeps grouped kv heads grouped: queries are viewed as `[batch, kv_heads, groups·queries,
 //! head_dim]`, so one matrix product per kv head serves its whole query group, nothing is repeated, and
-//! the key/value gradients come out summed over the group.
+//! the key/value gradients come out summed over the group. Under autodiff it keeps `q`, `k` and `v`
+//! and recomputes the probabilities in the backward pass; [`rotary_attention`] also takes Qwen3's
+//! queries and keys before their per-head norm and rotation and recomputes those, so a training step
+//! holds each once.
 //!
 //! Frozen projections ([`frozen_linear`](fn@frozen_linear), [`linear_rows`]) read their weight in the
 //! precision it is held in, f32, bf16 or f16: a half-precision weight is widened to f32 exactly, a tile
