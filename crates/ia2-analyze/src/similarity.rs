@@ -367,7 +367,7 @@ pub fn teacher_forced(
     ids.extend_from_slice(&response[..n - 1]);
     let positions: Vec<usize> = (query.len() - 1..query.len() - 1 + n).collect();
     let batch = Batch::single(&ids);
-    let mut cache = decoder.new_cache(1, adapter);
+    let mut cache = decoder.new_cache(1, adapter).one_pass();
     let capture = Capture {
         logits: Positions::None,
         attn: Positions::At(vec![positions]),

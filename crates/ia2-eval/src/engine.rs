@@ -64,7 +64,9 @@ pub fn next_token(
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
         anyhow::bail!("prompt {i} is empty");
     }
-    let mut cache = decoder.new_cache(prompts.len(), adapter);
+    // One pass: no keys or values are stored for a continuation (the batch's KV cache was this call's
+    // largest allocation).
+    let mut cache = decoder.new_cache(prompts.len(), adapter).one_pass();
     let batch = Batch::left_padded(prompts, pad_token_id);
     let capture = Capture {
         logits: Positions::Last,

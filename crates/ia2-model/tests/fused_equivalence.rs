@@ -166,22 +166,50 @@ fn a_one_pass_cache_gives_the_same_values_and_gradients_bit_for_bit() {
     }
 }
 
-/// Outside autodiff (the op's plain forward): the same logits; then a second pass is refused.
+/// Outside autodiff (the op's plain forward; evaluation scores with a one-pass cache): the same logits
+/// for every adapter kind on a left-padded batch; then a second pass is refused.
 #[test]
 fn a_one_pass_cache_gives_the_same_logits_and_refuses_a_second_pass() {
+    for name in MODELS {
+        let Some((model, cases)) = load(name) else {
+            return;
+        };
+        let seqs: Vec<Vec<u32>> = (0..2).map(|i| ids(&cases, i)).collect();
+        let batch = Batch::left_padded(&seqs, 0);
+        let capture = Capture {
+            logits: Positions::All,
+            attn: Positions::All,
+        };
+        for (kind, adapter) in adapters(&model, &device()) {
+            let mut kept = model.new_cache(2, Some(&adapter));
+            let want = model
+                .forward(&batch, &mut kept, Some(&adapter), &capture)
+                .unwrap();
+            let mut cache = model.new_cache(2, Some(&adapter)).one_pass();
+            let got = model
+                .forward(&batch, &mut cache, Some(&adapter), &capture)
+                .unwrap();
+            let what = format!("{name} {kind}");
+            assert_eq!(
+                values(got.logits.unwrap()),
+                values(want.logits.unwrap()),
+                "{what}"
+            );
+            for (g, w) in got.attn.into_iter().zip(want.attn) {
+                assert_eq!(values(g), values(w), "{what}");
+            }
+        }
+    }
     let Some((model, cases)) = load(MODELS[0]) else {
         return;
     };
-    let batch = Batch::single(&ids(&cases, 0));
+    let mut cache = model.new_cache(1, None).one_pass();
     let capture = Capture {
-        logits: Positions::All,
+        logits: Positions::Last,
         attn: Positions::None,
     };
-    let mut kept = model.new_cache(1, None);
-    let want = model.forward(&batch, &mut kept, None, &capture).unwrap();
-    let mut cache = model.new_cache(1, None).one_pass();
-    let got = model.forward(&batch, &mut cache, None, &capture).unwrap();
-    assert_eq!(values(got.logits.unwrap()), values(want.logits.unwrap()));
+    let batch = Batch::single(&ids(&cases, 0));
+    model.forward(&batch, &mut cache, None, &capture).unwrap();
     let err = model
         .forward(&Batch::single(&[1]), &mut cache, None, &capture)
         .unwrap_err()

@@ -574,7 +574,8 @@ fn eval_batch(
         attn: Positions::None,
     };
     let t = Instant::now();
-    let mut cache = decoder.new_cache(batch.batch, Some(&adapter));
+    // As evaluation scores a batch (`ia2_eval::engine::next_token`): one pass, no keys or values stored.
+    let mut cache = decoder.new_cache(batch.batch, Some(&adapter)).one_pass();
     let out = decoder.forward(&batch, &mut cache, Some(&adapter), &capture)?;
     let logits = out.logits.context("no logits returned")?;
     ensure!(
