@@ -1,6 +1,7 @@
 //! The fused kernels (`ia2_model::fused`) against the same decoder composed from burn's ops: equal
 //! logits, attention outputs and adapter gradients, on left-padded batches, through the KV cache and
-//! for every adapter kind (grouped kv heads, Qwen3's q/k norms and Llama's plain attention included).
+//! for every adapter kind (grouped kv heads, Qwen3's q/k norms and Llama's plain attention included);
+//! a one-pass cache (training, scoring) against a kept one; `rotary_attention` against its composition.
 
 mod common;
 
@@ -246,6 +247,101 @@ fn fused_and_composed_decoding_agree_through_the_cache() {
         }
         for (i, (f, c)) in steps[0].iter().zip(&steps[1]).enumerate() {
             assert_close(&format!("{name} step {i}"), f.clone(), c.clone(), 1e-4);
+        }
+    }
+}
+
+/// `fused::rotary_attention` against the fused ops it stands for (norm, rotation, transpose, attention), on
+/// grouped heads with a causal mask: the same values and the same gradients of q, k and v, bit for bit;
+/// with norm weights that want gradients (not frozen), those gradients too.
+#[test]
+fn rotary_attention_equals_the_ops_it_stands_for() {
+    use burn::tensor::Bool;
+    use ia2_model::fused;
+    let d = device();
+    let (b, s, heads, kv, hd) = (2, 5, 4, 2, 8);
+    let t4 = |seed, n: usize, shape: [usize; 4]| {
+        Tensor::<4>::from_data(TensorData::new(uniform(n, seed, 1.0), shape), &d).autodiff()
+    };
+    let t1 = |seed| {
+        let w = uniform(hd, seed, 0.5)
+            .into_iter()
+            .map(|v| 1.0 + v)
+            .collect();
+        Tensor::<1>::from_data(TensorData::new(w, [hd]), &d).autodiff()
+    };
+    let t3 = |seed| {
+        Tensor::<3>::from_data(
+            TensorData::new(uniform(b * s * hd, seed, 1.0), [b, s, hd]),
+            &d,
+        )
+    };
+    let mask: Vec<bool> = (0..b)
+        .flat_map(|_| (0..s).flat_map(move |i| (0..s).map(move |j| j > i)))
+        .collect();
+    let mask = Tensor::<3, Bool>::from_data(TensorData::new(mask, [b, s, s]), &d);
+    let (cos, sin) = (t3(5), t3(6));
+    for tracked_weights in [false, true] {
+        let q = t4(1, b * s * heads * hd, [b, s, heads, hd]).require_grad();
+        let k = t4(2, b * s * kv * hd, [b, s, kv, hd]).require_grad();
+        let v = t4(3, b * kv * s * hd, [b, kv, s, hd]).require_grad();
+        let (mut qw, mut kw) = (t1(7), t1(8));
+        if tracked_weights {
+            (qw, kw) = (qw.require_grad(), kw.require_grad());
+        }
+        let fused_out = fused::rotary_attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            (qw.clone(), kw.clone()),
+            1e-6,
+            cos.clone(),
+            sin.clone(),
+            mask.clone(),
+            0.35,
+        );
+        let rotate = |x: Tensor<4>, w: Tensor<1>| {
+            fused::rope(fused::rms_norm(x, w, 1e-6), cos.clone(), sin.clone()).swap_dims(1, 2)
+        };
+        let composed_out = fused::attention(
+            rotate(q.clone(), qw.clone()),
+            rotate(k.clone(), kw.clone()),
+            v.clone(),
+            mask.clone(),
+            0.35,
+        );
+        let weights = Tensor::<1>::from_data(
+            TensorData::new(uniform(b * heads * s * hd, 9, 1.0), [b * heads * s * hd]),
+            &d,
+        );
+        let loss = |out: Tensor<4>| (out.flatten::<1>(0, 3) * weights.clone()).sum();
+        let what = format!("tracked norm weights: {tracked_weights}");
+        assert_eq!(
+            values(fused_out.clone()),
+            values(composed_out.clone()),
+            "{what}"
+        );
+        let (gf, gc) = (loss(fused_out).backward(), loss(composed_out).backward());
+        for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+            let (f, c) = (x.grad(&gf).unwrap(), x.grad(&gc).unwrap());
+            assert_eq!(values(f.clone()), values(c), "{what}: d{name}");
+            assert!(
+                values(f).0.iter().any(|g| *g != 0.0),
+                "{what}: d{name} is zero"
+            );
+        }
+        for (name, w) in [("q_norm", &qw), ("k_norm", &kw)] {
+            match (w.grad(&gf), w.grad(&gc)) {
+                (Some(f), Some(c)) if tracked_weights => {
+                    assert_eq!(values(f), values(c), "{what}: d{name}")
+                }
+                (None, None) if !tracked_weights => {}
+                (f, c) => panic!(
+                    "{what}: d{name} present in the op: {}, in the composition: {}",
+                    f.is_some(),
+                    c.is_some()
+                ),
+            }
         }
     }
 }
