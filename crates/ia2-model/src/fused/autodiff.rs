@@ -109,26 +109,12 @@ struct RotaryAttentionState<B: FusedKernels> {
 }
 
 impl<B: FusedKernels> RotaryAttentionState<B> {
-    /// `rope(rms_norm(x))` in the attention layout `[b, heads, s, d]`: the exact steps (and so the
-    /// exact values) of the composed path, which the forward pass and the backward's recomputation share.
     fn rotate(&self, x: Prim<B>, weight: Prim<B>) -> Prim<B> {
-        let normed = B::rms_norm(x, weight, self.eps);
-        B::float_swap_dims(
-            B::rope(normed, self.cos.clone(), self.sin.clone(), false),
-            1,
-            2,
-        )
+        B::rotate_heads(x, weight, self.eps, self.cos.clone(), self.sin.clone())
     }
 
-    /// The gradient of [`Self::rotate`]'s input from that of its output.
     fn unrotate(&self, x: Prim<B>, weight: Prim<B>, dy: Prim<B>) -> Prim<B> {
-        let dy = B::rope(
-            B::float_swap_dims(dy, 1, 2),
-            self.cos.clone(),
-            self.sin.clone(),
-            true,
-        );
-        B::rms_norm_backward(x, weight, dy, self.eps, false).0
+        B::rotate_heads_backward(x, weight, self.eps, self.cos.clone(), self.sin.clone(), dy)
     }
 
     /// The attention output and its probabilities.

@@ -253,12 +253,8 @@ impl FusedOps for Flex {
         mask: BoolTensor<Flex>,
         scale: f64,
     ) -> FlexTensor {
-        let rotate = |x, w| {
-            let normed = <Flex as FusedKernels>::rms_norm(x, w, eps);
-            let rotated = <Flex as FusedKernels>::rope(normed, cos.clone(), sin.clone(), false);
-            rotated.transpose(1, 2)
-        };
-        let (q, k) = (rotate(q, q_weight), rotate(k, k_weight));
+        let q = <Flex as FusedKernels>::rotate_heads(q, q_weight, eps, cos.clone(), sin.clone());
+        let k = <Flex as FusedKernels>::rotate_heads(k, k_weight, eps, cos, sin);
         <Flex as FusedKernels>::attention_with_probs(q, k, v, mask, scale).0
     }
 
